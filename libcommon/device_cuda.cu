@@ -1,0 +1,34 @@
+/* device_cuda.cu: device discovery through the CUDA runtime.  A machine with
+ * the toolkit but no driver or GPU answers 0 devices, never an error, so the
+ * same binary runs on CPU-only hosts. */
+#include "config.h"
+extern "C" {
+#include "device.h"
+}
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+extern "C" int agn_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky "no driver" error */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" const char *agn_cuda_device_name(int i, char *buf, int n)
+{
+    cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, i);
+    if (e != cudaSuccess) {
+        snprintf(buf, (size_t)n, "none (%s)", cudaGetErrorString(e));
+        cudaGetLastError();
+        return buf;
+    }
+    snprintf(buf, (size_t)n, "%s, %.0f GiB, sm_%d%d", p.name,
+             (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), p.major, p.minor);
+    return buf;
+}

@@ -1,0 +1,115 @@
+/* model.h: the transformer classifier of DESIGN.md (Model) on the CPU, the
+ * numerical reference of agn.  Parameters, gradients and the Adam moments are
+ * one flat fp32 buffer each, carved by a single table of named tensors in
+ * checkpoint order; the all-reduce, the optimizer and the checkpoint all walk
+ * that table.
+ *
+ * Contract with the trainer (train.c) and the data-parallel layer (comm.h):
+ *  - agn_model_forward() returns the SUM of per-example cross-entropy losses
+ *    over the batch rows; the trainer scales by 1/global_batch.
+ *  - agn_model_backward() ADDS to m->grads the gradient of
+ *    loss_scale * sum(losses); the caller zeroes grads before a step.
+ *  - While backward runs it calls m->on_grad_ready(ctx, offset) each time the
+ *    gradients in m->grads[offset .. n_params) are final (the parameter table
+ *    is in forward order, so backward completes it from the end), so the
+ *    trainer can reduce gradients in buckets while backward goes on.
+ *  - Dropout masks are a pure function of (seed, epoch, example_index, site,
+ *    position, channel): the same example gets the same mask for any rank
+ *    count or batch slicing. */
+#ifndef AGN_MODEL_H
+#define AGN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int vocab_size; /* V, specials included */
+    int max_len;    /* T, positions */
+    int d_model;    /* D */
+    int n_heads;    /* H, divides D */
+    int n_layers;   /* L */
+    int d_ff;       /* F */
+    int n_classes;  /* C */
+    float dropout;  /* probability, 0 disables */
+} agn_model_config;
+
+/* One named tensor of the parameter table. */
+typedef struct {
+    char name[48];  /* checkpoint name, e.g. "blocks.0.attn.qkv.weight" */
+    int ndim;       /* 1 or 2 */
+    int shape[2];   /* PyTorch layout: [out, in] for matrices */
+    size_t offset;  /* into params / grads / m / v, in floats */
+    size_t numel;
+    int decay;      /* 1: AdamW weight decay applies (matrices, embeddings) */
+} agn_tensor;
+
+/* A batch as the model sees it: B rows padded to T_pad <= max_len. */
+typedef struct {
+    int B, T;                        /* rows, padded length of this batch */
+    const int32_t *ids;              /* [B*T] token ids, 0 = <pad> */
+    const int32_t *labels;           /* [B] classes, or NULL (no loss) */
+    const uint64_t *example_index;   /* [B] global example index (dropout masks) */
+    uint64_t seed;                   /* run seed (dropout masks) */
+    uint32_t epoch;                  /* (dropout masks) */
+    int train;                       /* 1: dropout on */
+    float loss_scale;                /* backward: d(total)/d(loss_b) = loss_scale */
+} agn_batch;
+
+typedef struct agn_model_acts agn_model_acts; /* activations, private to model.c */
+
+typedef struct {
+    agn_model_config cfg;
+    int n_tensors;
+    agn_tensor *tensors; /* table, checkpoint order */
+    size_t n_params;
+    float *params;       /* [n_params] */
+    float *grads;        /* [n_params] */
+    int max_batch;       /* rows the activations were sized for */
+    agn_model_acts *acts;
+    float *logits;       /* [max_batch * C], written by forward */
+    /* backward progress callback, may be NULL */
+    void (*on_grad_ready)(void *ctx, size_t offset);
+    void *on_grad_ready_ctx;
+} agn_model;
+
+/* Checks a config (heads divide D, sizes positive, ...); -1 with a message. */
+int agn_model_config_check(const agn_model_config *cfg);
+/* Allocates parameters, gradients and activations for up to MAX_BATCH rows
+ * of max_len; parameters zero until agn_model_init_weights(). */
+int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch);
+void agn_model_free(agn_model *m);
+/* DESIGN.md init: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
+ * biases 0, LayerNorm gains 1; a pure function of SEED. */
+void agn_model_init_weights(agn_model *m, uint64_t seed);
+/* Finds a tensor by name; NULL if absent. */
+const agn_tensor *agn_model_tensor(const agn_model *m, const char *name);
+
+/* Forward pass; fills m->logits [B, C]; returns the summed cross-entropy over
+ * the rows when b->labels is set, else 0. */
+float agn_model_forward(agn_model *m, const agn_batch *b);
+/* Backward of the last forward (same batch); accumulates into m->grads. */
+void agn_model_backward(agn_model *m, const agn_batch *b);
+
+/* ---- optimizer --------------------------------------------------------- */
+
+typedef struct {
+    float lr;            /* peak learning rate */
+    float beta1, beta2, eps;
+    float weight_decay;
+    float grad_clip;     /* global norm; 0 disables */
+    long warmup_steps;
+    long total_steps;    /* for the decay */
+} agn_optim_config;
+
+/* The learning rate at STEP (0-based) of the schedule: linear warmup from 0
+ * over warmup_steps, then linear decay to 0 at total_steps. */
+float agn_lr_at(const agn_optim_config *oc, long step);
+/* Global L2 norm of the gradient buffer. */
+double agn_grad_norm(const float *grads, size_t n);
+/* One AdamW step (t = step + 1 for bias correction) over the parameter table,
+ * clipping by the global norm first; returns the pre-clip norm. M and V are
+ * the Adam moments, same layout as params. */
+double agn_adamw_step(agn_model *m, float *adam_m, float *adam_v, const agn_optim_config *oc,
+                      long step, float lr);
+
+#endif

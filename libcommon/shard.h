@@ -1,0 +1,54 @@
+/* shard.h: the binary shard format (.agns), the token stream and the
+ * in-memory dataset the trainer and the evaluator read.  Every byte of the
+ * format is in man/agn-formats.5.
+ *
+ * Header (64 bytes, little-endian):
+ *   0  char[8] magic "AGNSHRD1"
+ *   8  u32     format version (1)
+ *  12  u32     flags: bit 0 = token ids are u32 (else u16); bit 1 = payload zlib
+ *  16  u64     n_examples
+ *  24  u64     n_tokens (sum of example lengths)
+ *  32  u32     vocab_size
+ *  36  u32     max_len (truncation length the shard was built with)
+ *  40  u32     n_classes
+ *  44  u32     vocab_crc (agn_vocab_crc of the vocabulary)
+ *  48  u64     payload_bytes (bytes after the header, as stored)
+ *  56  u32     payload_crc (CRC-32 of the stored payload)
+ *  60  u32     header_crc (CRC-32 of bytes 0..59)
+ * Payload (after inflating when bit 1 is set):
+ *   u64 offsets[n_examples + 1]   token index where each example starts
+ *   u8  labels[n_examples]        class, 255 = unknown; zero-padded to 8 bytes
+ *   u16|u32 tokens[n_tokens]
+ */
+#ifndef AGN_SHARD_H
+#define AGN_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGN_SHARD_MAGIC "AGNSHRD1"
+#define AGN_SHARD_VERSION 1
+#define AGN_SHARD_HEADER_SIZE 64
+#define AGN_SHARD_FLAG_U32 1u
+#define AGN_SHARD_FLAG_ZLIB 2u
+#define AGN_LABEL_UNKNOWN 255
+
+/* A set of examples in memory: one shard, or the concatenation of several. */
+typedef struct {
+    uint64_t n;           /* examples */
+    uint64_t n_tokens;
+    uint32_t vocab_size, max_len, n_classes, vocab_crc;
+    uint64_t *offsets;    /* [n+1] */
+    uint8_t *labels;      /* [n] */
+    int32_t *tokens;      /* [n_tokens], widened on load */
+} agn_dataset;
+
+/* Reads and validates one shard (magic, version, sizes against the file
+ * length, header and payload CRCs) into D; -1 with "FILE: reason". */
+int agn_shard_read(agn_dataset *d, const char *path);
+/* Reads several shards and concatenates them; all must agree on vocabulary
+ * (size and CRC) and class count; max_len is the largest. */
+int agn_dataset_load(agn_dataset *d, char *const *paths, int n_paths);
+void agn_dataset_free(agn_dataset *d);
+
+#endif

@@ -1,0 +1,38 @@
+/* vocab.h: the vocabulary (DESIGN.md, Formats): "token<TAB>count" per line,
+ * id = line number from 0 after any '#' header lines; id 0 "<pad>", id 1
+ * "<unk>".  Loaded into a hash table for token -> id, kept as text too so a
+ * checkpoint can carry it. */
+#ifndef AGN_VOCAB_H
+#define AGN_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGN_PAD_ID 0
+#define AGN_UNK_ID 1
+#define AGN_PAD_TOKEN "<pad>"
+#define AGN_UNK_TOKEN "<unk>"
+
+typedef struct agn_vocab agn_vocab;
+
+/* Loads a vocabulary file; -1 with "FILE:LINE: reason" (duplicate token, bad
+ * count, missing tab, specials not at ids 0 and 1, ...). */
+agn_vocab *agn_vocab_load(const char *path);
+/* Parses a vocabulary held in memory (e.g. inside a checkpoint); NAME is
+ * used in messages. */
+agn_vocab *agn_vocab_parse(const char *buf, size_t len, const char *name);
+void agn_vocab_free(agn_vocab *v);
+
+uint32_t agn_vocab_size(const agn_vocab *v);
+/* Id of a token (LEN bytes), AGN_UNK_ID when absent. */
+int32_t agn_vocab_lookup(const agn_vocab *v, const char *tok, size_t len);
+/* Token text of ID (NUL-terminated), NULL when out of range. */
+const char *agn_vocab_token(const agn_vocab *v, int32_t id);
+/* CRC-32 of the token list: zlib crc32 over "token\n" for ids 0..V-1 in
+ * order.  Counts and header lines do not enter it, so it identifies the
+ * id mapping.  Stored in shards and checkpoints. */
+uint32_t agn_vocab_crc(const agn_vocab *v);
+/* The vocabulary as file text (header lines included), for checkpoints. */
+const char *agn_vocab_text(const agn_vocab *v, size_t *len);
+
+#endif
