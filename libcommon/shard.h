@@ -51,4 +51,42 @@ int agn_shard_read(agn_dataset *d, const char *path);
 int agn_dataset_load(agn_dataset *d, char *const *paths, int n_paths);
 void agn_dataset_free(agn_dataset *d);
 
+/* The header fields of a shard as stored (for agn-shard --info). */
+typedef struct {
+    uint32_t version, flags;
+    uint64_t n_examples, n_tokens;
+    uint32_t vocab_size, max_len, n_classes, vocab_crc;
+    uint64_t payload_bytes;
+    uint32_t payload_crc, header_crc;
+} agn_shard_header;
+
+/* agn_shard_read, also returning the header (H may be NULL). */
+int agn_shard_read_ex(agn_dataset *d, agn_shard_header *h, const char *path);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Buffers the examples of one shard in their stored form (ids already u16
+ * or u32), then writes them atomically; memory is one shard's worth. */
+typedef struct {
+    uint32_t vocab_size, max_len, n_classes, vocab_crc;
+    int zlevel;       /* 0 = stored raw, 1..9 = zlib level of the payload */
+    int wide;         /* ids are u32 (vocab_size > 65536) */
+    uint64_t n, n_tokens;
+    uint64_t *offsets; /* [n+1] */
+    uint8_t *labels;   /* [n] */
+    void *tokens;      /* u16 or u32 [n_tokens] */
+    size_t cap_ex, cap_tok;
+} agn_shard_writer;
+
+void agn_shard_writer_init(agn_shard_writer *w, uint32_t vocab_size, uint32_t max_len,
+                           uint32_t n_classes, uint32_t vocab_crc, int zlevel);
+/* Appends one example: LABEL below n_classes or AGN_LABEL_UNKNOWN, N ids
+ * with 1 <= N <= max_len, each below vocab_size; -1 (with a message) when
+ * one of these does not hold. */
+int agn_shard_writer_add(agn_shard_writer *w, int label, const int32_t *ids, size_t n);
+/* Writes the buffered examples as one shard at PATH (temporary file, fsync,
+ * rename) and empties the buffer; -1 with "PATH: reason". */
+int agn_shard_writer_flush(agn_shard_writer *w, const char *path);
+void agn_shard_writer_free(agn_shard_writer *w);
+
 #endif

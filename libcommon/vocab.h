@@ -35,4 +35,29 @@ uint32_t agn_vocab_crc(const agn_vocab *v);
 /* The vocabulary as file text (header lines included), for checkpoints. */
 const char *agn_vocab_text(const agn_vocab *v, size_t *len);
 
+/* ---- counting tokens (agn-vocab) ---------------------------------------- */
+
+/* A token -> count table: open addressing over an arena of token bytes, so
+ * its memory grows with the number of distinct tokens only. */
+typedef struct agn_tokcount agn_tokcount;
+
+typedef struct {
+    const char *tok; /* not NUL-terminated; points into the table's arena */
+    uint32_t len;
+    uint64_t count;
+} agn_tokcount_entry;
+
+agn_tokcount *agn_tokcount_new(void);
+void agn_tokcount_free(agn_tokcount *t);
+/* Adds N to the count of the token TOK (LEN bytes, LEN > 0). */
+void agn_tokcount_add(agn_tokcount *t, const char *tok, size_t len, uint64_t n);
+size_t agn_tokcount_distinct(const agn_tokcount *t);
+/* All entries in the vocabulary order: count descending, then bytes
+ * ascending (memcmp; a prefix sorts first).  The array is malloc'd (free
+ * it); its pointers are valid while the table lives. */
+agn_tokcount_entry *agn_tokcount_sorted(const agn_tokcount *t, size_t *n);
+
+/* A 64-bit hash of LEN bytes (used by both tables; not cryptographic). */
+uint64_t agn_hash_bytes(const void *p, size_t len);
+
 #endif
