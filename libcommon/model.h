@@ -81,6 +81,14 @@ void agn_model_free(agn_model *m);
 /* DESIGN.md init: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
  * biases 0, LayerNorm gains 1; a pure function of SEED. */
 void agn_model_init_weights(agn_model *m, uint64_t seed);
+/* Checks a batch against the model (B, T, token ids, labels); -1 with a
+ * message.  Forward never crashes on an unchecked batch (an out-of-range id
+ * becomes <unk>), but callers reading untrusted data should check first. */
+int agn_model_check_batch(const agn_model *m, const agn_batch *b);
+/* The dropout masks (the exact hash is documented in model.c): the key of an
+ * example, and whether element (site, position, channel) is kept. */
+uint64_t agn_dropout_key(uint64_t seed, uint32_t epoch, uint64_t example_index);
+int agn_dropout_keep(uint64_t key, int site, int position, int channel, float p);
 /* Finds a tensor by name; NULL if absent. */
 const agn_tensor *agn_model_tensor(const agn_model *m, const char *name);
 

@@ -1,0 +1,419 @@
+/* layers_cpu.c: forward and backward of every layer of the transformer
+ * classifier on the CPU, in fp32, side by side.  The conventions (argument
+ * order, packed rows, accumulation into gradients, determinism) are in
+ * layers_cpu.h.  Matrix products go through CBLAS sgemm when configure found
+ * one (called outside parallel regions, so OpenBLAS uses its own OpenMP
+ * threads); everything else is OpenMP loops over rows, heads or channel
+ * blocks whose outputs are disjoint, so no result depends on thread timing. */
+#include "config.h"
+#include "layers_cpu.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+/* Reductions over a channel dimension D are done in blocks of CHUNK channels,
+ * one block per loop iteration, each walking all rows in order: the sum order
+ * is then fixed whatever the number of threads. */
+#define CHUNK 32
+
+static inline float dot(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+#pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* cols[c] += sum over rows r of a[r*lda + c] for c in [0, C). */
+static void colsum_acc(float *cols, const float *a, int N, int C, int lda)
+{
+    int nblk = (C + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * CHUNK, c1 = c0 + CHUNK < C ? c0 + CHUNK : C;
+        float acc[CHUNK] = {0};
+        for (int r = 0; r < N; r++) {
+            const float *row = a + (size_t)r * lda;
+            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
+        }
+        for (int c = c0; c < c1; c++) cols[c] += acc[c - c0];
+    }
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
+                       const float *pos_emb, int N, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *te = tok_emb + (size_t)ids[r] * D, *pe = pos_emb + (size_t)pos[r] * D;
+        float *o = out + (size_t)r * D;
+#pragma omp simd
+        for (int d = 0; d < D; d++) o[d] = te[d] + pe[d];
+    }
+}
+
+void embedding_backward(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
+                        const int32_t *pos, int N, int D)
+{
+    /* Rows sharing a token id or a position add into the same gradient row,
+     * so the work is split by channel blocks and each block walks the rows
+     * in order. */
+    int nblk = (D + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int d0 = blk * CHUNK, d1 = d0 + CHUNK < D ? d0 + CHUNK : D;
+        for (int r = 0; r < N; r++) {
+            const float *g = dout + (size_t)r * D;
+            float *te = dtok_emb + (size_t)ids[r] * D, *pe = dpos_emb + (size_t)pos[r] * D;
+            for (int d = d0; d < d1; d++) {
+                te[d] += g[d];
+                pe[d] += g[d];
+            }
+        }
+    }
+}
+
+/* ---- layernorm ------------------------------------------------------------ */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int D)
+{
+    const float eps = 1e-5f;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *x = inp + (size_t)r * D;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int d = 0; d < D; d++) s += x[d];
+        float m = s / (float)D, v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int d = 0; d < D; d++) v += (x[d] - m) * (x[d] - m);
+        float rs = 1.0f / sqrtf(v / (float)D + eps);
+        float *o = out + (size_t)r * D;
+#pragma omp simd
+        for (int d = 0; d < D; d++) o[d] = (x[d] - m) * rs * weight[d] + bias[d];
+        mean[r] = m;
+        rstd[r] = rs;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
+        float m = mean[r], rs = rstd[r];
+        float a = 0.0f, b = 0.0f; /* mean of dnorm, mean of dnorm * norm */
+#pragma omp simd reduction(+ : a, b)
+        for (int d = 0; d < D; d++) {
+            float dn = weight[d] * g[d];
+            a += dn;
+            b += dn * (x[d] - m) * rs;
+        }
+        a /= (float)D;
+        b /= (float)D;
+        float *di = dinp + (size_t)r * D;
+#pragma omp simd
+        for (int d = 0; d < D; d++) {
+            float norm = (x[d] - m) * rs;
+            di[d] += (weight[d] * g[d] - a - norm * b) * rs;
+        }
+    }
+    int nblk = (D + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int d0 = blk * CHUNK, d1 = d0 + CHUNK < D ? d0 + CHUNK : D;
+        float aw[CHUNK] = {0}, ab[CHUNK] = {0};
+        for (int r = 0; r < N; r++) {
+            const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
+            float m = mean[r], rs = rstd[r];
+            for (int d = d0; d < d1; d++) {
+                aw[d - d0] += g[d] * (x[d] - m) * rs;
+                ab[d - d0] += g[d];
+            }
+        }
+        for (int d = d0; d < d1; d++) {
+            dweight[d] += aw[d - d0];
+            dbias[d] += ab[d - d0];
+        }
+    }
+}
+
+/* ---- matmul ----------------------------------------------------------------- */
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int IC, int OC)
+{
+    if (N <= 0) return;
+#ifdef HAVE_CBLAS
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * OC, bias, (size_t)OC * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, weight, IC,
+                bias ? 1.0f : 0.0f, out, OC);
+#else
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *x = inp + (size_t)r * IC;
+        float *o = out + (size_t)r * OC;
+        for (int c = 0; c < OC; c++)
+            o[c] = (bias ? bias[c] : 0.0f) + dot(x, weight + (size_t)c * IC, IC);
+    }
+#endif
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int IC, int OC)
+{
+    if (N <= 0) return;
+#ifdef HAVE_CBLAS
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,
+                    IC, 1.0f, dinp, IC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
+                dweight, IC);
+#else
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < N; r++) {
+            const float *g = dout + (size_t)r * OC;
+            float *di = dinp + (size_t)r * IC;
+            for (int c = 0; c < OC; c++) axpy(di, g[c], weight + (size_t)c * IC, IC);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < OC; c++) {
+        float *dw = dweight + (size_t)c * IC;
+        for (int r = 0; r < N; r++) axpy(dw, dout[(size_t)r * OC + c], inp + (size_t)r * IC, IC);
+    }
+#endif
+    if (dbias) colsum_acc(dbias, dout, N, OC, OC);
+}
+
+/* ---- attention -------------------------------------------------------------------- */
+
+void attention_forward(float *out, float *att, const float *qkv, const int *start,
+                       const int *len, const size_t *att_off, int B, int D, int H)
+{
+    const int hd = D / H, D3 = 3 * D;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const int n = len[b];
+            const float *Q = qkv + (size_t)start[b] * D3 + h * hd;
+            const float *K = Q + D, *V = Q + 2 * D;
+            for (int i = 0; i < n; i++) {
+                const float *q = Q + (size_t)i * D3;
+                float *p = att + att_off[b] + ((size_t)h * n + i) * n;
+                float mx = -INFINITY;
+                for (int j = 0; j < n; j++) {
+                    float s = dot(q, K + (size_t)j * D3, hd) * scale;
+                    p[j] = s;
+                    mx = s > mx ? s : mx;
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                float inv = 1.0f / sum;
+                float *o = out + (size_t)(start[b] + i) * D + h * hd;
+                memset(o, 0, (size_t)hd * sizeof(float));
+                for (int j = 0; j < n; j++) {
+                    p[j] *= inv;
+                    axpy(o, p[j], V + (size_t)j * D3, hd);
+                }
+            }
+        }
+    }
+}
+
+void attention_backward(float *dqkv, float *att, const float *dout, const float *qkv,
+                        const int *start, const int *len, const size_t *att_off, int B, int D,
+                        int H)
+{
+    const int hd = D / H, D3 = 3 * D;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const int n = len[b];
+            if (n == 0) continue;
+            const float *Q = qkv + (size_t)start[b] * D3 + h * hd;
+            const float *K = Q + D, *V = Q + 2 * D;
+            float *dQ = dqkv + (size_t)start[b] * D3 + h * hd;
+            float *dK = dQ + D, *dV = dQ + 2 * D;
+            float dp[n];
+            for (int i = 0; i < n; i++) {
+                const float *go = dout + (size_t)(start[b] + i) * D + h * hd;
+                const float *p = att + att_off[b] + ((size_t)h * n + i) * n;
+                float rowdot = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    dp[j] = dot(go, V + (size_t)j * D3, hd);
+                    rowdot += p[j] * dp[j];
+                    axpy(dV + (size_t)j * D3, p[j], go, hd);
+                }
+                const float *q = Q + (size_t)i * D3;
+                float *dq = dQ + (size_t)i * D3;
+                for (int j = 0; j < n; j++) {
+                    float ds = p[j] * (dp[j] - rowdot) * scale;
+                    axpy(dq, ds, K + (size_t)j * D3, hd);
+                    axpy(dK + (size_t)j * D3, ds, q, hd);
+                }
+            }
+        }
+    }
+}
+
+/* ---- GELU ---------------------------------------------------------------------------- */
+
+#define GELU_S 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_C 0.044715f
+
+/* tanh through one expf: exact to float rounding at the scale that matters
+ * here (0.5 * x * (1 + tanh)), and several times faster than tanhf. */
+static inline float fast_tanh(float u) { return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f); }
+
+void gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+        out[i] = 0.5f * x * (1.0f + t);
+    }
+}
+
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+        float local = 0.5f * (1.0f + t) +
+                      0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+        dinp[i] += local * dout[i];
+    }
+}
+
+/* ---- residual and dropout ---------------------------------------------------------------- */
+
+void residual_forward(float *out, const float *inp, const float *y, const uint8_t *mask,
+                      float scale, size_t n)
+{
+    if (mask) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] + (mask[i] ? y[i] * scale : 0.0f);
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] + y[i];
+    }
+}
+
+void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
+                       size_t n)
+{
+    if (mask) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            dinp[i] += dout[i];
+            dy[i] += mask[i] ? dout[i] * scale : 0.0f;
+        }
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            dinp[i] += dout[i];
+            dy[i] += dout[i];
+        }
+    }
+}
+
+void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = mask[i] ? x[i] * scale : 0.0f;
+}
+
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * scale : 0.0f;
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+void meanpool_forward(float *out, const float *inp, const int *start, const int *len, int B, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * D;
+        memset(o, 0, (size_t)D * sizeof(float));
+        for (int i = 0; i < len[b]; i++) axpy(o, 1.0f, inp + (size_t)(start[b] + i) * D, D);
+        if (len[b] > 0) {
+            float inv = 1.0f / (float)len[b];
+            for (int d = 0; d < D; d++) o[d] *= inv;
+        }
+    }
+}
+
+void meanpool_backward(float *dinp, const float *dout, const int *start, const int *len, int B,
+                       int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        if (len[b] == 0) continue;
+        float inv = 1.0f / (float)len[b];
+        for (int i = 0; i < len[b]; i++)
+            axpy(dinp + (size_t)(start[b] + i) * D, inv, dout + (size_t)b * D, D);
+    }
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------------------ */
+
+float crossentropy_forward(float *losses, float *probs, const float *logits,
+                           const int32_t *labels, int B, int C)
+{
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (size_t)b * C;
+        float *p = probs + (size_t)b * C;
+        float mx = l[0];
+        for (int c = 1; c < C; c++) mx = l[c] > mx ? l[c] : mx;
+        float sum = 0.0f;
+        for (int c = 0; c < C; c++) {
+            p[c] = expf(l[c] - mx);
+            sum += p[c];
+        }
+        for (int c = 0; c < C; c++) p[c] /= sum;
+        if (labels) {
+            /* log-sum-exp form: exact even when probs[label] underflows */
+            losses[b] = logf(sum) + mx - l[labels[b]];
+            total += losses[b];
+        }
+    }
+    return (float)total;
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale,
+                           int B, int C)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            dlogits[(size_t)b * C + c] +=
+                scale * (probs[(size_t)b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
+}

@@ -1,0 +1,93 @@
+/* layers_cpu.h: the layers of the transformer classifier on the CPU, one
+ * X_forward / X_backward pair per layer, in the argument order of llm.c:
+ * forward takes its outputs and saved statistics first, then inputs, then
+ * weights, then sizes; backward takes the output gradients first and ADDS
+ * (+=) into the gradients of inputs and weights.  Matrices are row-major in
+ * PyTorch's nn.Linear layout, W [OC, IC].
+ *
+ * Activations are "packed": the model works on the N = sum of lengths rows
+ * of the batch that are real tokens, never on pad positions.  Pad positions
+ * cannot reach the loss (pad keys are masked and pooling skips them), so
+ * this computes exactly the padded model's loss and gradients, at a cost
+ * proportional to real tokens.  A packed row r belongs to example ex[r] at
+ * position pos[r]; example b owns rows start[b] .. start[b] + len[b].
+ *
+ * Every function here is deterministic for a given thread count: parallel
+ * loops write disjoint outputs, and reductions run in a fixed order. */
+#ifndef AGN_LAYERS_CPU_H
+#define AGN_LAYERS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- embedding ----------------------------------------------------------
+ * out[r,:] = tok_emb[ids[r],:] + pos_emb[pos[r],:] over N packed rows. */
+void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
+                       const float *pos_emb, int N, int D);
+void embedding_backward(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
+                        const int32_t *pos, int N, int D);
+
+/* ---- layernorm (eps 1e-5) -------------------------------------------------
+ * mean, rstd [N] saved for the backward pass. */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int D);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int D);
+
+/* ---- matmul -----------------------------------------------------------------
+ * out[N,OC] = inp[N,IC] . W[OC,IC]^T + bias[OC]  (bias may be NULL).
+ * CBLAS sgemm when HAVE_CBLAS, blocked loops otherwise. */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int IC, int OC);
+/* dinp may be NULL (no input gradient wanted); dbias may be NULL. */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int IC, int OC);
+
+/* ---- multi-head attention ----------------------------------------------------
+ * qkv [N, 3D]: per row all of Q, then K, then V; head h owns columns
+ * h*hd .. (h+1)*hd of each (hd = D/H).  Per example b and head h:
+ * att = softmax(Q K^T / sqrt(hd)) over the example's len[b] real keys,
+ * out = att V.  att holds the probabilities, H*len[b]^2 floats per example
+ * starting at att_off[b] (layout [h][i][j]).  backward overwrites att with
+ * scratch values: call it once per forward. */
+void attention_forward(float *out, float *att, const float *qkv, const int *start,
+                       const int *len, const size_t *att_off, int B, int D, int H);
+void attention_backward(float *dqkv, float *att, const float *dout, const float *qkv,
+                        const int *start, const int *len, const size_t *att_off, int B, int D,
+                        int H);
+
+/* ---- GELU, tanh approximation ------------------------------------------------ */
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* ---- residual with dropout ------------------------------------------------------
+ * out = inp + mask * scale * y, where mask [n] is 0/1 (NULL: no dropout). */
+void residual_forward(float *out, const float *inp, const float *y, const uint8_t *mask,
+                      float scale, size_t n);
+/* dinp += dout; dy += mask * scale * dout. */
+void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
+                       size_t n);
+
+/* ---- dropout in place (the embedding site) ---------------------------------------- */
+void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n);
+/* dinp += mask * scale * dout. */
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n);
+
+/* ---- masked mean pooling -------------------------------------------------------------
+ * out[b,:] = mean over the len[b] packed rows of example b (0 if len[b] == 0). */
+void meanpool_forward(float *out, const float *inp, const int *start, const int *len, int B, int D);
+void meanpool_backward(float *dinp, const float *dout, const int *start, const int *len, int B,
+                       int D);
+
+/* ---- classifier head with softmax cross-entropy -----------------------------------------
+ * logits[B,C] = inp[B,D] . W[C,D]^T + b; probs = softmax(logits);
+ * losses[b] = -log probs[b, labels[b]].  Returns the sum of losses (0 and
+ * losses untouched when labels is NULL). */
+float crossentropy_forward(float *losses, float *probs, const float *logits,
+                           const int32_t *labels, int B, int C);
+/* dlogits += scale * (probs - onehot(labels)). */
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale,
+                           int B, int C);
+
+#endif

@@ -1,0 +1,551 @@
+/* model.c: the transformer classifier of DESIGN.md (Model) on the CPU.  The
+ * parameter table (names, shapes, offsets, decay flags in checkpoint order),
+ * the single buffers for parameters, gradients and activations, the seeded
+ * initialisation, the counter-based dropout masks, and the forward and
+ * backward passes that call the layers of layers_cpu.c in order.
+ *
+ * Packing.  A batch arrives padded to T columns; forward keeps only the real
+ * tokens (id != 0) as rows of the activations, so every layer costs in
+ * proportion to the tokens of the batch, not to B*T.  Pad positions cannot
+ * change the loss (pad keys are masked, pooling skips pads), so the loss and
+ * every gradient are exactly those of the padded model, and do not depend on
+ * T; tests/t-padding.c and tests/torch/crosscheck.py check both.
+ *
+ * Dropout masks.  For the element (site, position, channel) of example
+ * example_index in epoch epoch of a run with seed seed, with
+ *   mix(z) = splitmix64's finaliser of z + 0x9e3779b97f4a7c15,
+ *   key    = mix(mix(mix(seed) ^ epoch) ^ example_index),
+ *   u      = mix(key ^ site << 48 ^ position << 24 ^ channel) >> 32,
+ * the element is kept (and scaled by 1/(1-p)) when u >= floor(p * 2^32).
+ * Sites: 0 the embedding sum, 1 + 2l the attention output of block l,
+ * 2 + 2l the MLP output of block l.  The same example thus gets the same
+ * masks whatever the rank count, the batch slicing or the padding. */
+#include "config.h"
+#include "model.h"
+#include "layers_cpu.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Longest sequence the model accepts: attention keeps one row of scores per
+ * query on the thread's stack. */
+#define AGN_MAX_POSITIONS 8192
+
+/* ---- activations ----------------------------------------------------------- */
+
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* [N,D], [N], [N] */
+    float *qkv;                       /* [N,3D] */
+    float *att;                       /* [H * sum len_b^2] */
+    float *atty;                      /* [N,D] attention output before the projection */
+    float *attproj;                   /* [N,D] */
+    float *x1;                        /* [N,D] residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* [N,D], [N], [N] */
+    float *fch;                       /* [N,F] fc1 output, GELU input */
+    float *fch_gelu;                  /* [N,F] */
+    float *fcproj;                    /* [N,D] */
+    float *x2;                        /* [N,D] residual after the MLP: the block's output */
+    uint8_t *mask_attn, *mask_mlp;    /* [N,D] dropout keep masks, or NULL */
+} layer_acts;
+
+struct agn_model_acts {
+    /* the arena: mapped once at the worst-case size, carved per batch so
+     * that only the part a batch needs is ever touched */
+    float *arena;
+    size_t arena_floats, used;
+    uint8_t *mask_arena;
+    size_t mask_bytes;
+    /* packing of the current batch */
+    int B, N;
+    int32_t *ids, *pos, *row_ex; /* [max rows] */
+    int *start, *len;            /* [max_batch] */
+    size_t *att_off;             /* [max_batch] */
+    int dropout_on;
+    float drop_scale;
+    /* forward state */
+    float *x0;                 /* [N,D] embeddings (after dropout) */
+    uint8_t *mask_emb;         /* [N,D] or NULL */
+    layer_acts *layer;         /* [L] */
+    float *lnf, *lnf_mean, *lnf_rstd; /* [N,D], [N], [N] */
+    float *pooled;             /* [B,D] */
+    float *probs, *losses;     /* [B,C], [B] */
+    /* backward scratch */
+    float *dres, *dA, *dB;     /* [N,D] */
+    float *dqkv;               /* [N,3D] */
+    float *dF1, *dF2;          /* [N,F] */
+    float *dpooled, *dlogits;  /* [B,D], [B,C] */
+};
+
+/* ---- configuration and the parameter table ------------------------------------ */
+
+int agn_model_config_check(const agn_model_config *c)
+{
+    if (c->vocab_size < 2) return agn_seterr("vocab_size must be at least 2 (got %d)", c->vocab_size);
+    if (c->max_len < 1 || c->max_len > AGN_MAX_POSITIONS)
+        return agn_seterr("max_len must be in 1..%d (got %d)", AGN_MAX_POSITIONS, c->max_len);
+    if (c->d_model < 1) return agn_seterr("d_model must be positive (got %d)", c->d_model);
+    if (c->n_heads < 1) return agn_seterr("n_heads must be positive (got %d)", c->n_heads);
+    if (c->d_model % c->n_heads != 0)
+        return agn_seterr("n_heads (%d) must divide d_model (%d)", c->n_heads, c->d_model);
+    if (c->n_layers < 1 || c->n_layers > 1000)
+        return agn_seterr("n_layers must be in 1..1000 (got %d)", c->n_layers);
+    if (c->d_ff < 1) return agn_seterr("d_ff must be positive (got %d)", c->d_ff);
+    if (c->n_classes < 2) return agn_seterr("n_classes must be at least 2 (got %d)", c->n_classes);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return agn_seterr("dropout must be in [0, 1) (got %g)", (double)c->dropout);
+    /* every size product below must fit comfortably */
+    double params = (double)c->vocab_size * c->d_model + (double)c->max_len * c->d_model +
+                    (double)c->n_layers * (4.0 * c->d_model * c->d_model + 2.0 * c->d_model * c->d_ff);
+    if (params > 4e9) return agn_seterr("model too large (%.3g parameters)", params);
+    return 0;
+}
+
+static void add_tensor(agn_model *m, const char *name, int ndim, int s0, int s1, int decay)
+{
+    agn_tensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = s0;
+    t->shape[1] = ndim == 2 ? s1 : 1;
+    t->numel = (size_t)s0 * (size_t)(ndim == 2 ? s1 : 1);
+    t->offset = m->n_params;
+    t->decay = decay;
+    m->n_params += t->numel;
+}
+
+static void build_table(agn_model *m)
+{
+    const agn_model_config *c = &m->cfg;
+    int D = c->d_model, F = c->d_ff;
+    char name[48];
+    m->tensors = agn_xcalloc((size_t)(4 + 12 * c->n_layers + 4), sizeof(agn_tensor));
+    m->n_tensors = 0;
+    m->n_params = 0;
+    add_tensor(m, "tok_emb", 2, c->vocab_size, D, 1);
+    add_tensor(m, "pos_emb", 2, c->max_len, D, 1);
+    for (int l = 0; l < c->n_layers; l++) {
+#define T(suffix, nd, a, b, dec)                                                                   \
+    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);                                        \
+    add_tensor(m, name, nd, a, b, dec)
+        T("ln1.weight", 1, D, 0, 0);
+        T("ln1.bias", 1, D, 0, 0);
+        T("attn.qkv.weight", 2, 3 * D, D, 1);
+        T("attn.qkv.bias", 1, 3 * D, 0, 0);
+        T("attn.proj.weight", 2, D, D, 1);
+        T("attn.proj.bias", 1, D, 0, 0);
+        T("ln2.weight", 1, D, 0, 0);
+        T("ln2.bias", 1, D, 0, 0);
+        T("mlp.fc1.weight", 2, F, D, 1);
+        T("mlp.fc1.bias", 1, F, 0, 0);
+        T("mlp.fc2.weight", 2, D, F, 1);
+        T("mlp.fc2.bias", 1, D, 0, 0);
+#undef T
+    }
+    add_tensor(m, "ln_f.weight", 1, D, 0, 0);
+    add_tensor(m, "ln_f.bias", 1, D, 0, 0);
+    add_tensor(m, "head.weight", 2, c->n_classes, D, 1);
+    add_tensor(m, "head.bias", 1, c->n_classes, 0, 0);
+}
+
+const agn_tensor *agn_model_tensor(const agn_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+/* The parameter tensors of block l (or the others), as pointers into BUF. */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fc1w, *fc1b, *fc2w, *fc2b;
+} block_view;
+
+static block_view block_at(const agn_model *m, float *buf, int l)
+{
+    const agn_tensor *t = &m->tensors[2 + 12 * l];
+    block_view v = {buf + t[0].offset, buf + t[1].offset,  buf + t[2].offset,  buf + t[3].offset,
+                    buf + t[4].offset, buf + t[5].offset,  buf + t[6].offset,  buf + t[7].offset,
+                    buf + t[8].offset, buf + t[9].offset, buf + t[10].offset, buf + t[11].offset};
+    return v;
+}
+
+/* index of the first tensor after the blocks (ln_f.weight) */
+static int tail_index(const agn_model *m) { return 2 + 12 * m->cfg.n_layers; }
+
+/* ---- creation ------------------------------------------------------------------- */
+
+static void *map_zeroed(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
+{
+    memset(m, 0, sizeof *m);
+    if (agn_model_config_check(cfg) != 0) return -1;
+    if (max_batch < 1 || max_batch > 1 << 20)
+        return agn_seterr("batch size must be in 1..%d (got %d)", 1 << 20, max_batch);
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+    build_table(m);
+    m->params = agn_xalloc_aligned(m->n_params * sizeof(float));
+    m->grads = agn_xalloc_aligned(m->n_params * sizeof(float));
+    m->logits = agn_xcalloc((size_t)max_batch * cfg->n_classes, sizeof(float));
+
+    agn_model_acts *a = agn_xcalloc(1, sizeof *a);
+    m->acts = a;
+    size_t L = (size_t)cfg->n_layers, D = (size_t)cfg->d_model, F = (size_t)cfg->d_ff;
+    size_t H = (size_t)cfg->n_heads, C = (size_t)cfg->n_classes, T = (size_t)cfg->max_len;
+    size_t R = (size_t)max_batch * T, Bm = (size_t)max_batch;
+    size_t regions = L * 20 + 40; /* each region is rounded up to 16 floats */
+    a->arena_floats = L * (R * (10 * D + 2 * F + 4) + H * Bm * T * T) /* layers */
+                      + R * (2 * D + 2)                                 /* x0, lnf */
+                      + R * (2 * D + 3 * D + 2 * F + D)                 /* backward scratch */
+                      + Bm * (2 * D + 3 * C + 1) + regions * 16;
+    a->arena = map_zeroed(a->arena_floats * sizeof(float));
+    a->mask_bytes = (2 * L + 1) * (R * D + 64);
+    a->mask_arena = map_zeroed(a->mask_bytes);
+    if (!a->arena || !a->mask_arena) {
+        agn_seterr_errno("cannot map %.1f MiB of activations",
+                         (double)(a->arena_floats * sizeof(float) + a->mask_bytes) / 1048576.0);
+        agn_model_free(m);
+        return -1;
+    }
+    a->ids = agn_xmalloc(R * sizeof(int32_t));
+    a->pos = agn_xmalloc(R * sizeof(int32_t));
+    a->row_ex = agn_xmalloc(R * sizeof(int32_t));
+    a->start = agn_xcalloc(Bm, sizeof(int));
+    a->len = agn_xcalloc(Bm, sizeof(int));
+    a->att_off = agn_xcalloc(Bm, sizeof(size_t));
+    a->layer = agn_xcalloc(L, sizeof(layer_acts));
+    return 0;
+}
+
+void agn_model_free(agn_model *m)
+{
+    agn_model_acts *a = m->acts;
+    if (a) {
+        if (a->arena) munmap(a->arena, a->arena_floats * sizeof(float));
+        if (a->mask_arena) munmap(a->mask_arena, a->mask_bytes);
+        free(a->ids);
+        free(a->pos);
+        free(a->row_ex);
+        free(a->start);
+        free(a->len);
+        free(a->att_off);
+        free(a->layer);
+        free(a);
+    }
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    free(m->logits);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- counter-based randomness ---------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t agn_dropout_key(uint64_t seed, uint32_t epoch, uint64_t example_index)
+{
+    return mix64(mix64(mix64(seed) ^ epoch) ^ example_index);
+}
+
+int agn_dropout_keep(uint64_t key, int site, int position, int channel, float p)
+{
+    uint32_t thresh = (uint32_t)fmin((double)p * 4294967296.0, 4294967295.0);
+    uint64_t u = mix64(key ^ (uint64_t)site << 48 ^ (uint64_t)position << 24 ^ (uint64_t)channel);
+    return (uint32_t)(u >> 32) >= thresh;
+}
+
+static void make_mask(uint8_t *mask, const agn_model *m, const agn_batch *b, int site)
+{
+    const agn_model_acts *a = m->acts;
+    int N = a->N, D = m->cfg.d_model;
+    uint32_t thresh = (uint32_t)fmin((double)m->cfg.dropout * 4294967296.0, 4294967295.0);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        uint64_t ex = b->example_index ? b->example_index[a->row_ex[r]] : (uint64_t)a->row_ex[r];
+        uint64_t key = agn_dropout_key(b->seed, b->epoch, ex) ^ (uint64_t)site << 48 ^
+                       (uint64_t)a->pos[r] << 24;
+        uint8_t *mr = mask + (size_t)r * D;
+        for (int d = 0; d < D; d++) mr[d] = (uint32_t)(mix64(key ^ (uint64_t)d) >> 32) >= thresh;
+    }
+}
+
+/* Standard normal numbers as a pure function of (seed, tensor, element):
+ * Box-Muller on two 53-bit uniforms from the counter hash. */
+static double normal_at(uint64_t key, uint64_t i)
+{
+    uint64_t a = mix64(key ^ (2 * i)), b = mix64(key ^ (2 * i + 1));
+    double u1 = ((double)(a >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+    double u2 = (double)(b >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void agn_model_init_weights(agn_model *m, uint64_t seed)
+{
+    memset(m->params, 0, m->n_params * sizeof(float));
+    double std_resid = 0.02 / sqrt(2.0 * m->cfg.n_layers);
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const agn_tensor *t = &m->tensors[ti];
+        float *p = m->params + t->offset;
+        const char *dot = strrchr(t->name, '.');
+        if (dot && strcmp(dot, ".bias") == 0) continue; /* biases 0 */
+        if (strstr(t->name, "ln1.") || strstr(t->name, "ln2.") || strstr(t->name, "ln_f.")) {
+            for (size_t i = 0; i < t->numel; i++) p[i] = 1.0f; /* LayerNorm gains */
+            continue;
+        }
+        double std = strstr(t->name, "attn.proj.weight") || strstr(t->name, "mlp.fc2.weight")
+                         ? std_resid
+                         : 0.02;
+        uint64_t key = mix64(mix64(seed ^ 0x5eed5eed5eed5eedULL) ^ (uint64_t)ti);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < t->numel; i++) p[i] = (float)(std * normal_at(key, i));
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+static float *carve(agn_model_acts *a, size_t n)
+{
+    float *p = a->arena + a->used;
+    a->used += (n + 15) / 16 * 16;
+    return p;
+}
+
+int agn_model_check_batch(const agn_model *m, const agn_batch *b)
+{
+    if (b->B < 0 || b->B > m->max_batch)
+        return agn_seterr("batch of %d rows, model sized for %d", b->B, m->max_batch);
+    if (b->T < 1 || b->T > m->cfg.max_len)
+        return agn_seterr("batch padded to %d positions, model has %d", b->T, m->cfg.max_len);
+    for (size_t i = 0; i < (size_t)b->B * b->T; i++)
+        if (b->ids[i] < 0 || b->ids[i] >= m->cfg.vocab_size)
+            return agn_seterr("token id %d at row %zu outside the vocabulary (size %d)",
+                              (int)b->ids[i], i / (size_t)b->T, m->cfg.vocab_size);
+    if (b->labels)
+        for (int i = 0; i < b->B; i++)
+            if (b->labels[i] < 0 || b->labels[i] >= m->cfg.n_classes)
+                return agn_seterr("label %d at row %d outside 0..%d", (int)b->labels[i], i,
+                                  m->cfg.n_classes - 1);
+    return 0;
+}
+
+/* Packs the real tokens of the batch into rows and carves the arena. */
+static void pack_batch(agn_model *m, const agn_batch *b)
+{
+    agn_model_acts *a = m->acts;
+    const agn_model_config *c = &m->cfg;
+    int N = 0, H = c->n_heads;
+    size_t att = 0;
+    for (int i = 0; i < b->B; i++) {
+        a->start[i] = N;
+        for (int t = 0; t < b->T; t++) {
+            int32_t id = b->ids[(size_t)i * b->T + t];
+            if (id == 0) continue;
+            if (id < 0 || id >= c->vocab_size) id = 1; /* unchecked batch: <unk>, never a crash */
+            a->ids[N] = id;
+            a->pos[N] = t;
+            a->row_ex[N] = i;
+            N++;
+        }
+        a->len[i] = N - a->start[i];
+        a->att_off[i] = att;
+        att += (size_t)H * (size_t)a->len[i] * (size_t)a->len[i];
+    }
+    a->B = b->B;
+    a->N = N;
+    a->dropout_on = b->train && c->dropout > 0.0f;
+    a->drop_scale = a->dropout_on ? 1.0f / (1.0f - c->dropout) : 1.0f;
+
+    size_t D = (size_t)c->d_model, F = (size_t)c->d_ff, C = (size_t)c->n_classes, n = (size_t)N;
+    size_t Bn = (size_t)b->B;
+    a->used = 0;
+    size_t mused = 0;
+#define MASK() (a->dropout_on ? (mused += (n * D + 63) / 64 * 64, a->mask_arena + mused - (n * D + 63) / 64 * 64) : NULL)
+    a->x0 = carve(a, n * D);
+    a->mask_emb = MASK();
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_acts *la = &a->layer[l];
+        la->ln1 = carve(a, n * D);
+        la->ln1_mean = carve(a, n);
+        la->ln1_rstd = carve(a, n);
+        la->qkv = carve(a, 3 * n * D);
+        la->att = carve(a, att);
+        la->atty = carve(a, n * D);
+        la->attproj = carve(a, n * D);
+        la->x1 = carve(a, n * D);
+        la->ln2 = carve(a, n * D);
+        la->ln2_mean = carve(a, n);
+        la->ln2_rstd = carve(a, n);
+        la->fch = carve(a, n * F);
+        la->fch_gelu = carve(a, n * F);
+        la->fcproj = carve(a, n * D);
+        la->x2 = carve(a, n * D);
+        la->mask_attn = MASK();
+        la->mask_mlp = MASK();
+    }
+#undef MASK
+    a->lnf = carve(a, n * D);
+    a->lnf_mean = carve(a, n);
+    a->lnf_rstd = carve(a, n);
+    a->pooled = carve(a, Bn * D);
+    a->probs = carve(a, Bn * C);
+    a->losses = carve(a, Bn);
+    a->dres = carve(a, n * D);
+    a->dA = carve(a, n * D);
+    a->dB = carve(a, n * D);
+    a->dqkv = carve(a, 3 * n * D);
+    a->dF1 = carve(a, n * F);
+    a->dF2 = carve(a, n * F);
+    a->dpooled = carve(a, Bn * D);
+    a->dlogits = carve(a, Bn * C);
+}
+
+float agn_model_forward(agn_model *m, const agn_batch *b)
+{
+    if (b->B < 0 || b->B > m->max_batch || b->T < 1 || b->T > m->cfg.max_len) {
+        agn_seterr("batch of %d x %d does not fit a model sized for %d x %d", b->B, b->T,
+                   m->max_batch, m->cfg.max_len);
+        return NAN;
+    }
+    const agn_model_config *c = &m->cfg;
+    agn_model_acts *a = m->acts;
+    pack_batch(m, b);
+    int N = a->N, B = b->B, D = c->d_model, F = c->d_ff, H = c->n_heads, C = c->n_classes;
+    size_t ND = (size_t)N * D;
+    float *p = m->params;
+    const agn_tensor *tt = m->tensors;
+
+    embedding_forward(a->x0, a->ids, a->pos, p + tt[0].offset, p + tt[1].offset, N, D);
+    if (a->dropout_on) {
+        make_mask(a->mask_emb, m, b, 0);
+        dropout_forward(a->x0, a->mask_emb, a->drop_scale, ND);
+    }
+    const float *x = a->x0;
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_acts *la = &a->layer[l];
+        block_view w = block_at(m, p, l);
+        if (a->dropout_on) {
+            make_mask(la->mask_attn, m, b, 1 + 2 * l);
+            make_mask(la->mask_mlp, m, b, 2 + 2 * l);
+        }
+        layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, w.ln1w, w.ln1b, N, D);
+        matmul_forward(la->qkv, la->ln1, w.qkvw, w.qkvb, N, D, 3 * D);
+        attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->att_off, B, D, H);
+        matmul_forward(la->attproj, la->atty, w.projw, w.projb, N, D, D);
+        residual_forward(la->x1, x, la->attproj, la->mask_attn, a->drop_scale, ND);
+        layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x1, w.ln2w, w.ln2b, N, D);
+        matmul_forward(la->fch, la->ln2, w.fc1w, w.fc1b, N, D, F);
+        gelu_forward(la->fch_gelu, la->fch, (size_t)N * F);
+        matmul_forward(la->fcproj, la->fch_gelu, w.fc2w, w.fc2b, N, F, D);
+        residual_forward(la->x2, la->x1, la->fcproj, la->mask_mlp, a->drop_scale, ND);
+        x = la->x2;
+    }
+    int ti = tail_index(m);
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, p + tt[ti].offset,
+                      p + tt[ti + 1].offset, N, D);
+    meanpool_forward(a->pooled, a->lnf, a->start, a->len, B, D);
+    matmul_forward(m->logits, a->pooled, p + tt[ti + 2].offset, p + tt[ti + 3].offset, B, D, C);
+    return crossentropy_forward(a->losses, a->probs, m->logits, b->labels, B, C);
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+static void grad_ready(agn_model *m, int tensor_index)
+{
+    if (m->on_grad_ready) m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[tensor_index].offset);
+}
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+void agn_model_backward(agn_model *m, const agn_batch *b)
+{
+    const agn_model_config *c = &m->cfg;
+    agn_model_acts *a = m->acts;
+    if (!b->labels) return; /* no loss, nothing to differentiate */
+    int N = a->N, B = a->B, D = c->d_model, F = c->d_ff, H = c->n_heads, C = c->n_classes;
+    size_t ND = (size_t)N * D, NF = (size_t)N * F;
+    float *p = m->params, *g = m->grads;
+    const agn_tensor *tt = m->tensors;
+    int ti = tail_index(m);
+
+    /* head and pooling */
+    zero(a->dlogits, (size_t)B * C);
+    crossentropy_backward(a->dlogits, a->probs, b->labels, b->loss_scale, B, C);
+    zero(a->dpooled, (size_t)B * D);
+    matmul_backward(a->dpooled, g + tt[ti + 2].offset, g + tt[ti + 3].offset, a->dlogits,
+                    a->pooled, p + tt[ti + 2].offset, B, D, C);
+    grad_ready(m, ti + 2);
+    zero(a->dA, ND);
+    meanpool_backward(a->dA, a->dpooled, a->start, a->len, B, D);
+    zero(a->dres, ND);
+    const float *xL = c->n_layers > 0 ? a->layer[c->n_layers - 1].x2 : a->x0;
+    layernorm_backward(a->dres, g + tt[ti].offset, g + tt[ti + 1].offset, a->dA, xL,
+                       p + tt[ti].offset, a->lnf_mean, a->lnf_rstd, N, D);
+    grad_ready(m, ti);
+
+    /* blocks, last to first; dres holds d loss / d (block output) */
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        layer_acts *la = &a->layer[l];
+        block_view w = block_at(m, p, l), dw = block_at(m, g, l);
+        const float *x = l > 0 ? a->layer[l - 1].x2 : a->x0;
+        int t0 = 2 + 12 * l;
+
+        /* x2 = x1 + dropout(fc2(gelu(fc1(ln2(x1))))) */
+        zero(a->dA, ND);
+        if (la->mask_mlp) dropout_backward(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
+        else memcpy(a->dA, a->dres, ND * sizeof(float));
+        zero(a->dF1, NF);
+        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, a->dA, la->fch_gelu, w.fc2w, N, F, D);
+        grad_ready(m, t0 + 10);
+        zero(a->dF2, NF);
+        gelu_backward(a->dF2, a->dF1, la->fch, NF);
+        zero(a->dB, ND);
+        matmul_backward(a->dB, dw.fc1w, dw.fc1b, a->dF2, la->ln2, w.fc1w, N, D, F);
+        grad_ready(m, t0 + 8);
+        layernorm_backward(a->dres, dw.ln2w, dw.ln2b, a->dB, la->x1, w.ln2w, la->ln2_mean,
+                           la->ln2_rstd, N, D);
+        grad_ready(m, t0 + 6);
+
+        /* x1 = x + dropout(proj(attention(qkv(ln1(x))))) */
+        zero(a->dA, ND);
+        if (la->mask_attn) dropout_backward(a->dA, a->dres, la->mask_attn, a->drop_scale, ND);
+        else memcpy(a->dA, a->dres, ND * sizeof(float));
+        zero(a->dB, ND);
+        matmul_backward(a->dB, dw.projw, dw.projb, a->dA, la->atty, w.projw, N, D, D);
+        grad_ready(m, t0 + 4);
+        zero(a->dqkv, 3 * ND);
+        attention_backward(a->dqkv, la->att, a->dB, la->qkv, a->start, a->len, a->att_off, B, D,
+                           H);
+        zero(a->dA, ND);
+        matmul_backward(a->dA, dw.qkvw, dw.qkvb, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
+        grad_ready(m, t0 + 2);
+        layernorm_backward(a->dres, dw.ln1w, dw.ln1b, a->dA, x, w.ln1w, la->ln1_mean,
+                           la->ln1_rstd, N, D);
+        grad_ready(m, t0);
+    }
+
+    /* embeddings */
+    const float *dx = a->dres;
+    if (a->mask_emb) {
+        zero(a->dA, ND);
+        dropout_backward(a->dA, a->dres, a->mask_emb, a->drop_scale, ND);
+        dx = a->dA;
+    }
+    embedding_backward(g + tt[0].offset, g + tt[1].offset, dx, a->ids, a->pos, N, D);
+    grad_ready(m, 0);
+}
