@@ -1,0 +1,326 @@
+/* agn-train: trains the transformer classifier on shards and writes a run
+ * directory (DESIGN.md, Run directory).  main() parses the options into a
+ * config and trainer options; libcommon/train.c does the work. */
+#include "config.h"
+
+#include "comm.h"
+#include "runconfig.h"
+#include "device.h"
+#include "train.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <glob.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(void)
+{
+    printf("Usage: %s -c CONFIG -o RUNDIR [--val SHARD]... [OPTION]... SHARD...\n", agn_progname);
+    fputs("Train the agn transformer classifier on training shards (.agns) and write a run\n"
+          "directory: config.yaml, metrics.csv, steps.csv, train.log, last.safetensors,\n"
+          "best.safetensors.  A SHARD may be a quoted glob ('shards/train-*.agns').\n"
+          "\n"
+          "Input and output:\n"
+          "  -c, --config FILE        model and training config (YAML)\n"
+          "  -o, --output DIR         run directory (created)\n"
+          "      --val SHARD          validation shard or quoted glob (repeatable)\n"
+          "  -v, --vocab FILE         vocabulary the shards were built with, stored in the\n"
+          "                           checkpoints (default: vocab.txt beside the shards)\n"
+          "      --resume CKPT        continue a run exactly from a last.safetensors\n"
+          "  -f, --force              overwrite a previous run in DIR\n"
+          "\n"
+          "Config overrides:\n"
+          "  -e, --epochs N           train.epochs\n"
+          "  -b, --global-batch N     train.global_batch (examples per step, all ranks)\n"
+          "      --lr X               train.lr (peak learning rate)\n"
+          "      --warmup N           train.warmup (steps)\n"
+          "      --seed N             train.seed\n"
+          "      --dropout X          model.dropout\n"
+          "      --log-every N        train.log_every (steps between steps.csv rows)\n"
+          "      --eval-every N       train.eval_every (0: validate at epoch ends only)\n"
+          "      --max-examples N     train.max_examples (a prefix of each epoch's order)\n"
+          "  -s, --set KEY=VALUE      any config key, e.g. -s model.n_layers=4\n"
+          "\n"
+          "Run:\n"
+          "      --max-steps N        stop after N optimizer steps in all (resumable)\n"
+          "      --pad-to-max         pad every batch to max_len (default: to the longest\n"
+          "                           example of the batch, rounded up to a multiple of 8)\n"
+          "  -t, --threads N          threads per rank (default: all cores / ranks)\n"
+          "      --cpu                train on the CPU\n"
+          "  -n, --ranks N            CPU ranks forked on this host\n"
+          "  -g, --gpus N             GPU ranks (CUDA)\n"
+          "      --bucket-size BYTES  gradient all-reduce bucket (default 1M)\n"
+          "      --comm-timeout SEC   a collective waiting longer fails (default 300)\n"
+          "  -q, --quiet              no progress line or summaries on stderr\n"
+          "  -h, --help               show this help and exit\n"
+          "  -V, --version            show the version and exit\n",
+          stdout);
+}
+
+enum {
+    OPT_VAL = 256, OPT_LR, OPT_WARMUP, OPT_SEED, OPT_DROPOUT, OPT_LOG_EVERY, OPT_EVAL_EVERY, OPT_MAX_EXAMPLES,
+    OPT_MAX_STEPS, OPT_PAD_TO_MAX, OPT_CPU, OPT_BUCKET, OPT_COMM_TIMEOUT, OPT_RESUME,
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"output", required_argument, NULL, 'o'},
+    {"val", required_argument, NULL, OPT_VAL},
+    {"vocab", required_argument, NULL, 'v'},
+    {"resume", required_argument, NULL, OPT_RESUME},
+    {"force", no_argument, NULL, 'f'},
+    {"epochs", required_argument, NULL, 'e'},
+    {"global-batch", required_argument, NULL, 'b'},
+    {"lr", required_argument, NULL, OPT_LR},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"dropout", required_argument, NULL, OPT_DROPOUT},
+    {"log-every", required_argument, NULL, OPT_LOG_EVERY},
+    {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+    {"max-examples", required_argument, NULL, OPT_MAX_EXAMPLES},
+    {"set", required_argument, NULL, 's'},
+    {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
+    {"pad-to-max", no_argument, NULL, OPT_PAD_TO_MAX},
+    {"threads", required_argument, NULL, 't'},
+    {"cpu", no_argument, NULL, OPT_CPU},
+    {"ranks", required_argument, NULL, 'n'},
+    {"gpus", required_argument, NULL, 'g'},
+    {"bucket-size", required_argument, NULL, OPT_BUCKET},
+    {"comm-timeout", required_argument, NULL, OPT_COMM_TIMEOUT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* ---- file lists ------------------------------------------------------------- */
+
+typedef struct {
+    char **v;
+    int n, cap;
+} strlist;
+
+static void sl_push(strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = agn_xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = agn_xstrdup(s);
+}
+
+static void sl_free(strlist *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+}
+
+/* Adds PATH, or the files a quoted glob matches (sorted). */
+static int add_files(strlist *l, const char *path)
+{
+    struct stat st;
+    if (!strpbrk(path, "*?[") || stat(path, &st) == 0) {
+        sl_push(l, path);
+        return 0;
+    }
+    glob_t g;
+    int rc = glob(path, 0, NULL, &g);
+    if (rc == GLOB_NOMATCH) return agn_seterr("%s: no file matches", path);
+    if (rc != 0) return agn_seterr("%s: glob failed", path);
+    for (size_t i = 0; i < g.gl_pathc; i++) sl_push(l, g.gl_pathv[i]);
+    globfree(&g);
+    return 0;
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_flag, stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_flag = 1;
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESETHAND; /* a second signal stops at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    agn_set_progname(argv[0]);
+    agn_config cfg;
+    agn_config_defaults(&cfg);
+    const char *config_path = NULL;
+    agn_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.bucket_bytes = 1u << 20;
+    strlist val = {0}, train = {0};
+    /* overrides are applied after the file is read, in command-line order */
+    struct { const char *key, *value, *opt; } sets[256];
+    char *set_bufs[256];
+    int n_sets = 0, n_bufs = 0;
+    long ranks = 0, gpus = 0, threads = 0;
+    int cpu = 0;
+    double comm_timeout = 300;
+    long v;
+    int c;
+#define SET(k, optname)                                                                        \
+    do {                                                                                       \
+        if (n_sets == (int)AGN_ARRAY_LEN(sets)) return agn_usage_error("too many overrides"); \
+        sets[n_sets].key = (k);                                                                \
+        sets[n_sets].value = optarg;                                                           \
+        sets[n_sets].opt = (optname);                                                          \
+        n_sets++;                                                                              \
+    } while (0)
+
+    while ((c = getopt_long(argc, argv, "c:o:v:fe:b:s:t:n:g:qhV", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'o': o.run_dir = optarg; break;
+        case OPT_VAL:
+            if (add_files(&val, optarg) != 0) return agn_usage_error("--val %s", agn_errmsg());
+            break;
+        case 'v': o.vocab_path = optarg; break;
+        case OPT_RESUME: o.resume = optarg; break;
+        case 'f': o.force = 1; break;
+        case 'e': SET("train.epochs", "--epochs"); break;
+        case 'b': SET("train.global_batch", "--global-batch"); break;
+        case OPT_LR: SET("train.lr", "--lr"); break;
+        case OPT_WARMUP: SET("train.warmup", "--warmup"); break;
+        case OPT_SEED: SET("train.seed", "--seed"); break;
+        case OPT_DROPOUT: SET("model.dropout", "--dropout"); break;
+        case OPT_LOG_EVERY: SET("train.log_every", "--log-every"); break;
+        case OPT_EVAL_EVERY: SET("train.eval_every", "--eval-every"); break;
+        case OPT_MAX_EXAMPLES: SET("train.max_examples", "--max-examples"); break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) return agn_usage_error("--set '%s': expected KEY=VALUE", optarg);
+            if (n_bufs == (int)AGN_ARRAY_LEN(set_bufs) || n_sets == (int)AGN_ARRAY_LEN(sets))
+                return agn_usage_error("too many overrides");
+            char *kv = agn_xstrdup(optarg);
+            set_bufs[n_bufs++] = kv;
+            kv[eq - optarg] = '\0';
+            sets[n_sets].key = kv;
+            sets[n_sets].value = kv + (eq - optarg) + 1;
+            sets[n_sets].opt = "--set";
+            n_sets++;
+            break;
+        }
+        case OPT_MAX_STEPS:
+            if (agn_parse_long(optarg, 1, 1L << 50, "--max-steps", &v) != 0) return agn_usage_error("%s", agn_errmsg());
+            o.max_steps = v;
+            break;
+        case OPT_PAD_TO_MAX: o.pad_to_max = 1; break;
+        case 't':
+            if (agn_parse_long(optarg, 1, 4096, "--threads", &threads) != 0) return agn_usage_error("%s", agn_errmsg());
+            break;
+        case OPT_CPU: cpu = 1; break;
+        case 'n':
+            if (agn_parse_long(optarg, 1, 4096, "--ranks", &ranks) != 0) return agn_usage_error("%s", agn_errmsg());
+            break;
+        case 'g':
+            if (agn_parse_long(optarg, 1, 4096, "--gpus", &gpus) != 0) return agn_usage_error("%s", agn_errmsg());
+            break;
+        case OPT_BUCKET:
+            if (agn_parse_size(optarg, "--bucket-size", &o.bucket_bytes) != 0) return agn_usage_error("%s", agn_errmsg());
+            if (o.bucket_bytes < 4) return agn_usage_error("--bucket-size: at least 4 bytes");
+            break;
+        case OPT_COMM_TIMEOUT:
+            if (agn_parse_double(optarg, 0.001, 1e7, "--comm-timeout", &comm_timeout) != 0)
+                return agn_usage_error("%s", agn_errmsg());
+            break;
+        case 'q': o.quiet = 1; break;
+        case 'h': usage(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+        case 'V': agn_print_version(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+        default: return agn_usage_error("unknown option");
+        }
+    }
+    if (!config_path) return agn_usage_error("no config given (-c CONFIG)");
+    if (!o.run_dir) return agn_usage_error("no run directory given (-o DIR)");
+    if (optind >= argc) return agn_usage_error("no training shards given");
+    for (int i = optind; i < argc; i++)
+        if (add_files(&train, argv[i]) != 0) return agn_usage_error("%s", agn_errmsg());
+    if (gpus && (cpu || ranks)) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
+
+    int status = AGN_EXIT_OK;
+    if (agn_config_load(&cfg, config_path) != 0) {
+        agn_warn_err();
+        status = AGN_EXIT_ERROR;
+        goto out;
+    }
+    for (int i = 0; i < n_sets; i++)
+        if (agn_config_set(&cfg, sets[i].key, sets[i].value, sets[i].opt) != 0) {
+            agn_warn_err();
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+    if (agn_config_check(&cfg) != 0) {
+        agn_warn_err();
+        status = AGN_EXIT_ERROR;
+        goto out;
+    }
+
+    /* ---- backend and ranks */
+    if (gpus) {
+        agn_warn("-g/--gpus: the CUDA backend is not built yet; train on the CPU with --cpu");
+        status = AGN_EXIT_ERROR;
+        goto out;
+    }
+    if (ranks > 1) {
+        agn_warn("-n/--ranks %ld: forked CPU ranks are not built yet", ranks);
+        status = AGN_EXIT_ERROR;
+        goto out;
+    }
+    if (threads == 0) threads = agn_cpu_count();
+    if (!cpu && !o.quiet) {
+        char buf[256];
+        if (agn_cuda_device_count() > 0)
+            agn_warn("training on the CPU: no CUDA backend in this build (GPU seen: %s)",
+                     agn_cuda_device_name(0, buf, sizeof buf));
+        else
+            agn_warn("training on the CPU (%ld threads): no GPU, or no CUDA backend in this build", threads);
+    }
+
+    char device[256];
+    o.cfg = &cfg;
+    o.train_paths = train.v;
+    o.n_train = train.n;
+    o.val_paths = val.v;
+    o.n_val = val.n;
+    o.threads = (int)threads;
+    o.device = agn_cpu_name(device, sizeof device);
+    o.stop = &stop_flag;
+
+    agn_cleanup_on_signals();
+    catch_stop_signals();
+    agn_comm *comm = agn_comm_none();
+    comm->timeout_s = comm_timeout;
+    int rc = agn_train(&o, comm);
+    agn_comm_free(comm);
+    if (rc < 0) {
+        agn_warn_err();
+        status = AGN_EXIT_ERROR;
+    } else if (rc == AGN_TRAIN_STOPPED) {
+        status = 128 + (stop_signal ? stop_signal : SIGINT);
+    }
+out:
+    agn_config_free(&cfg);
+    for (int i = 0; i < n_bufs; i++) free(set_bufs[i]);
+    sl_free(&val);
+    sl_free(&train);
+    return status;
+}
