@@ -415,10 +415,14 @@ int agn_shard_read_ex(agn_dataset *d, agn_shard_header *hp, const char *path)
     }
     for (uint64_t i = 0; i < n; i++) {
         uint64_t a = d->offsets[i], b = d->offsets[i + 1];
-        if (b <= a || b - a > H.max_len) {
-            agn_seterr("%s: example %llu has %s%llu tokens (must be 1..%u)", path, (ull)i,
-                       b < a ? "a negative count: " : "", b < a ? (ull)(a - b) : (ull)(b - a),
-                       H.max_len);
+        if (b < a) {
+            agn_seterr("%s: offsets decrease at example %llu (%llu, then %llu)", path, (ull)i,
+                       (ull)a, (ull)b);
+            goto fail;
+        }
+        if (b == a || b - a > H.max_len) {
+            agn_seterr("%s: example %llu has %llu tokens (must be 1..%u)", path, (ull)i,
+                       (ull)(b - a), H.max_len);
             goto fail;
         }
     }
