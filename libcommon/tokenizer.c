@@ -1,0 +1,528 @@
+/* tokenizer.c: the AG News clean-up and split of tokenizer.h.
+ *
+ * Speed matters (the whole corpus goes through here on every preprocessing
+ * run), so both passes are single loops over bytes driven by 256-entry
+ * tables; only '\\' and ';' leave the copy loop of pass 1, only '<' and
+ * bytes beyond ASCII leave the fast paths of pass 2.  Entities are found
+ * looking back from their ';', which is why pass 1 writes into a separate
+ * buffer rather than in place.
+ *
+ * tests/bench/pytok.py implements the same rules with Python regular
+ * expressions; tests/tokenize-corpus.sh checks that both agree on the corpus.
+ * A change here must be made there too. */
+#include "config.h"
+#include "tokenizer.h"
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct agn_tokenizer {
+    char *scratch; /* pass 1 output */
+    size_t cap;
+};
+
+agn_tokenizer *agn_tokenizer_new(void) { return agn_xcalloc(1, sizeof(agn_tokenizer)); }
+
+void agn_tokenizer_free(agn_tokenizer *t)
+{
+    if (!t) return;
+    free(t->scratch);
+    free(t);
+}
+
+/* ---- character tables ---------------------------------------------------- */
+
+enum { C_SPACE, C_WORD, C_PUNCT, C_LT, C_HIGH };
+
+static uint8_t cls[256];        /* pass 2 class of a byte */
+static uint8_t flags[256];      /* the same as bits for the fast path */
+enum { F_WORD = 1, F_PUNCT = 2, F_TOKEN = 4, F_SLOW = 8 };
+static unsigned char low[256];  /* ASCII lower case */
+static uint8_t p1special[256];  /* pass 1 stops at these */
+static uint8_t isdig[256], isalph[256], ishex[256];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        low[c] = (unsigned char)c;
+        if (c >= 0x80) cls[c] = C_HIGH;
+        else if (c < 0x20 || c == 0x7f || c == ' ') cls[c] = C_SPACE;
+        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) cls[c] = C_WORD;
+        else if (c >= 'A' && c <= 'Z') {
+            cls[c] = C_WORD;
+            low[c] = (unsigned char)(c + 32);
+        } else cls[c] = C_PUNCT;
+        isdig[c] = c >= '0' && c <= '9';
+        isalph[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        ishex[c] = isdig[c] || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    }
+    cls['<'] = C_LT;
+    for (int c = 0; c < 256; c++) {
+        switch (cls[c]) {
+        case C_WORD: flags[c] = F_WORD | F_TOKEN; break;
+        case C_PUNCT: flags[c] = F_PUNCT | F_TOKEN; break;
+        case C_SPACE: /* plain white space is fast; other controls are counted */
+            flags[c] = (c == ' ' || c == '\t' || c == '\n' || c == '\r') ? 0 : F_SLOW;
+            break;
+        default: flags[c] = F_SLOW; break;
+        }
+    }
+    p1special['\\'] = 1;
+    p1special[';'] = 1;
+}
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+static inline unsigned char *put_utf8(unsigned char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *o++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (unsigned char)(0xC0 | cp >> 6);
+        *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | cp >> 12);
+        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (unsigned char)(0xF0 | cp >> 18);
+        *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/* Decodes the character at S (S[0] >= 0x80).  Returns its length and sets
+ * *CP, or returns the length of the maximal ill-formed subsequence with *CP
+ * = 0xFFFFFFFF.  Reads past S[0] only while the bytes can still belong to
+ * the character, so a NUL after the text stops it. */
+static inline int decode_utf8(const unsigned char *s, uint32_t *cp)
+{
+    unsigned c0 = s[0];
+    *cp = 0xFFFFFFFFu;
+    if (c0 < 0xC2) return 1; /* continuation byte, or overlong C0/C1 */
+    if (c0 < 0xE0) {
+        if ((s[1] & 0xC0) != 0x80) return 1;
+        *cp = (c0 & 0x1Fu) << 6 | (s[1] & 0x3Fu);
+        return 2;
+    }
+    if (c0 < 0xF0) {
+        unsigned lo = c0 == 0xE0 ? 0xA0 : 0x80, hi = c0 == 0xED ? 0x9F : 0xBF;
+        if (s[1] < lo || s[1] > hi) return 1;
+        if ((s[2] & 0xC0) != 0x80) return 2;
+        *cp = (c0 & 0x0Fu) << 12 | (s[1] & 0x3Fu) << 6 | (s[2] & 0x3Fu);
+        return 3;
+    }
+    if (c0 < 0xF5) {
+        unsigned lo = c0 == 0xF0 ? 0x90 : 0x80, hi = c0 == 0xF4 ? 0x8F : 0xBF;
+        if (s[1] < lo || s[1] > hi) return 1;
+        if ((s[2] & 0xC0) != 0x80) return 2;
+        if ((s[3] & 0xC0) != 0x80) return 3;
+        *cp = (c0 & 0x07u) << 18 | (s[1] & 0x3Fu) << 12 | (s[2] & 0x3Fu) << 6 | (s[3] & 0x3Fu);
+        return 4;
+    }
+    return 1;
+}
+
+/* What pass 2 does with a non-ASCII character.  The same table is in
+ * tests/bench/pytok.py. */
+enum { U_WORD, U_SPACE, U_DROP, U_PUNCT, U_NORM };
+
+static const struct urange {
+    uint32_t lo, hi;
+    uint8_t what;
+    char ascii; /* U_NORM: the ASCII replacement ('.' means "...") */
+} uranges[] = {
+    {0x0080, 0x00A0, U_SPACE, 0},  /* C1 controls, no-break space */
+    {0x00A1, 0x00A9, U_PUNCT, 0},  /* ¡ ¢ £ ¤ ¥ ¦ § ¨ © */
+    {0x00AB, 0x00AB, U_NORM, '"'}, /* « */
+    {0x00AC, 0x00AC, U_PUNCT, 0},  /* ¬ */
+    {0x00AD, 0x00AD, U_DROP, 0},   /* soft hyphen */
+    {0x00AE, 0x00B1, U_PUNCT, 0},  /* ® ¯ ° ± */
+    {0x00B4, 0x00B4, U_PUNCT, 0},  /* ´ */
+    {0x00B6, 0x00B8, U_PUNCT, 0},  /* ¶ · ¸ */
+    {0x00BB, 0x00BB, U_NORM, '"'}, /* » */
+    {0x00BF, 0x00BF, U_PUNCT, 0},  /* ¿ */
+    {0x00D7, 0x00D7, U_PUNCT, 0},  /* × */
+    {0x00F7, 0x00F7, U_PUNCT, 0},  /* ÷ */
+    {0x1680, 0x1680, U_SPACE, 0},
+    {0x2000, 0x200A, U_SPACE, 0},
+    {0x200B, 0x200F, U_DROP, 0},   /* zero-width space, joiners, marks */
+    {0x2010, 0x2015, U_NORM, '-'}, /* hyphens and dashes */
+    {0x2016, 0x2017, U_PUNCT, 0},
+    {0x2018, 0x201B, U_NORM, '\''},
+    {0x201C, 0x201F, U_NORM, '"'},
+    {0x2020, 0x2025, U_PUNCT, 0},
+    {0x2026, 0x2026, U_NORM, '.'}, /* … */
+    {0x2027, 0x2027, U_PUNCT, 0},
+    {0x2028, 0x2029, U_SPACE, 0},
+    {0x202A, 0x202E, U_DROP, 0},   /* bidi controls */
+    {0x202F, 0x202F, U_SPACE, 0},
+    {0x2030, 0x2031, U_PUNCT, 0},
+    {0x2032, 0x2032, U_NORM, '\''},
+    {0x2033, 0x2033, U_NORM, '"'},
+    {0x2034, 0x205E, U_PUNCT, 0},
+    {0x205F, 0x205F, U_SPACE, 0},
+    {0x2060, 0x2064, U_DROP, 0},
+    {0x20A0, 0x20CF, U_PUNCT, 0},  /* currency */
+    {0x2190, 0x2211, U_PUNCT, 0},  /* arrows, mathematical operators */
+    {0x2212, 0x2212, U_NORM, '-'}, /* minus */
+    {0x2213, 0x2BFF, U_PUNCT, 0},  /* operators, technical, shapes, dingbats */
+    {0x3000, 0x3000, U_SPACE, 0},
+    {0x3001, 0x3003, U_PUNCT, 0},
+    {0x3008, 0x3011, U_PUNCT, 0},
+    {0x3014, 0x301F, U_PUNCT, 0},
+    {0xFEFF, 0xFEFF, U_DROP, 0},
+    {0xFF01, 0xFF0F, U_PUNCT, 0},
+    {0xFF1A, 0xFF20, U_PUNCT, 0},
+    {0xFF3B, 0xFF40, U_PUNCT, 0},
+    {0xFF5B, 0xFF65, U_PUNCT, 0},
+    {0xFFFD, 0xFFFD, U_PUNCT, 0},
+    {0x1F000, 0x1FAFF, U_PUNCT, 0}, /* emoji and pictographs */
+};
+
+static const struct urange *ufind(uint32_t cp)
+{
+    size_t lo = 0, hi = AGN_ARRAY_LEN(uranges);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < uranges[mid].lo) hi = mid;
+        else if (cp > uranges[mid].hi) lo = mid + 1;
+        else return &uranges[mid];
+    }
+    return NULL;
+}
+
+/* Lower case beyond ASCII: Latin-1, Latin Extended-A, Greek, Cyrillic. */
+static uint32_t lower_cp(uint32_t cp)
+{
+    if (cp < 0xC0) return cp;
+    if (cp <= 0xDE) return cp == 0xD7 ? cp : cp + 0x20;
+    if (cp < 0x100) return cp;
+    if (cp <= 0x17F) {
+        if (cp == 0x130) return 'i';
+        if (cp == 0x178) return 0xFF;
+        if ((cp <= 0x137 || (cp >= 0x14A && cp <= 0x177)) && !(cp & 1)) return cp + 1;
+        if (((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17E)) && (cp & 1))
+            return cp + 1;
+        return cp;
+    }
+    if (cp == 0x386) return 0x3AC;
+    if (cp >= 0x388 && cp <= 0x38A) return cp + 0x25;
+    if (cp == 0x38C) return 0x3CC;
+    if (cp == 0x38E || cp == 0x38F) return cp + 0x3F;
+    if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) return cp + 0x20;
+    if (cp >= 0x400 && cp <= 0x40F) return cp + 0x50;
+    if (cp >= 0x410 && cp <= 0x42F) return cp + 0x20;
+    return cp;
+}
+
+/* ---- pass 1: backslashes and character references ------------------------- */
+
+static const struct entity {
+    const char *name;
+    uint32_t cp;
+    int bare; /* also recognised without its '&' */
+} entities[] = {
+    {"amp", '&', 1}, {"lt", '<', 1}, {"gt", '>', 1}, {"quot", '"', 1}, {"apos", '\'', 1},
+    {"nbsp", 0xA0, 1}, {"hellip", 0x2026, 1},
+    {"mdash", 0x2014, 0}, {"ndash", 0x2013, 0}, {"minus", 0x2212, 0},
+    {"lsquo", 0x2018, 0}, {"rsquo", 0x2019, 0}, {"sbquo", 0x201A, 0},
+    {"ldquo", 0x201C, 0}, {"rdquo", 0x201D, 0}, {"bdquo", 0x201E, 0},
+    {"laquo", 0xAB, 0}, {"raquo", 0xBB, 0}, {"bull", 0x2022, 0}, {"middot", 0xB7, 0},
+    {"copy", 0xA9, 0}, {"reg", 0xAE, 0}, {"trade", 0x2122, 0}, {"deg", 0xB0, 0},
+    {"euro", 0x20AC, 0}, {"pound", 0xA3, 0}, {"cent", 0xA2, 0}, {"yen", 0xA5, 0},
+    {"sect", 0xA7, 0}, {"para", 0xB6, 0}, {"times", 0xD7, 0}, {"divide", 0xF7, 0},
+    {"plusmn", 0xB1, 0}, {"iexcl", 0xA1, 0}, {"iquest", 0xBF, 0}, {"shy", 0xAD, 0},
+    {"Agrave", 0xC0, 0}, {"Aacute", 0xC1, 0}, {"Acirc", 0xC2, 0}, {"Atilde", 0xC3, 0},
+    {"Auml", 0xC4, 0}, {"Aring", 0xC5, 0}, {"AElig", 0xC6, 0}, {"Ccedil", 0xC7, 0},
+    {"Egrave", 0xC8, 0}, {"Eacute", 0xC9, 0}, {"Ecirc", 0xCA, 0}, {"Euml", 0xCB, 0},
+    {"Igrave", 0xCC, 0}, {"Iacute", 0xCD, 0}, {"Icirc", 0xCE, 0}, {"Iuml", 0xCF, 0},
+    {"Ntilde", 0xD1, 0}, {"Ograve", 0xD2, 0}, {"Oacute", 0xD3, 0}, {"Ocirc", 0xD4, 0},
+    {"Otilde", 0xD5, 0}, {"Ouml", 0xD6, 0}, {"Oslash", 0xD8, 0}, {"Ugrave", 0xD9, 0},
+    {"Uacute", 0xDA, 0}, {"Ucirc", 0xDB, 0}, {"Uuml", 0xDC, 0}, {"Yacute", 0xDD, 0},
+    {"szlig", 0xDF, 0}, {"agrave", 0xE0, 0}, {"aacute", 0xE1, 0}, {"acirc", 0xE2, 0},
+    {"atilde", 0xE3, 0}, {"auml", 0xE4, 0}, {"aring", 0xE5, 0}, {"aelig", 0xE6, 0},
+    {"ccedil", 0xE7, 0}, {"egrave", 0xE8, 0}, {"eacute", 0xE9, 0}, {"ecirc", 0xEA, 0},
+    {"euml", 0xEB, 0}, {"igrave", 0xEC, 0}, {"iacute", 0xED, 0}, {"icirc", 0xEE, 0},
+    {"iuml", 0xEF, 0}, {"ntilde", 0xF1, 0}, {"ograve", 0xF2, 0}, {"oacute", 0xF3, 0},
+    {"ocirc", 0xF4, 0}, {"otilde", 0xF5, 0}, {"ouml", 0xF6, 0}, {"oslash", 0xF8, 0},
+    {"ugrave", 0xF9, 0}, {"uacute", 0xFA, 0}, {"ucirc", 0xFB, 0}, {"uuml", 0xFC, 0},
+    {"yacute", 0xFD, 0}, {"yuml", 0xFF, 0},
+};
+
+#define ENTITY_NAME_MAX 8
+
+/* Windows-1252 for references to 128..159, which HTML (and AG News, with
+ * "#151;" for a dash) read that way; 0 where cp1252 has no character. */
+static const uint16_t cp1252[32] = {
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+    0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
+    0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
+};
+
+/* The character a numeric reference stands for. */
+static uint32_t numeric_cp(uint32_t n)
+{
+    if (n == 0 || (n >= 0xD800 && n <= 0xDFFF) || n > 0x10FFFF) return 0xFFFD;
+    if (n >= 0x80 && n < 0xA0) return cp1252[n - 0x80] ? cp1252[n - 0x80] : ' ';
+    if (n < 0x20 || n == 0x7F) return ' ';
+    return n;
+}
+
+/* O is just past the text before a ';' (BASE..O, nothing before BASE may be
+ * looked at: it is earlier decoded output or the start).  If the text ends
+ * in a character reference, replaces it with its character and returns the
+ * new end; else returns NULL. */
+static unsigned char *entity(unsigned char *base, unsigned char *o)
+{
+    unsigned char *q = o;
+    /* decimal: "&#39" or "#39" */
+    while (q > base && o - q <= 7 && isdig[q[-1]]) q--;
+    if (q < o && o - q <= 7 && q > base && q[-1] == '#') {
+        unsigned char *hash = q - 1;
+        int amp = hash > base && hash[-1] == '&';
+        uint32_t n = 0;
+        for (unsigned char *d = q; d < o; d++) n = n * 10 + (uint32_t)(*d - '0');
+        if (amp || n >= 32) return put_utf8(amp ? hash - 1 : hash, numeric_cp(n));
+        return NULL;
+    }
+    /* hexadecimal: "&#x27" only */
+    q = o;
+    while (q > base && o - q <= 6 && ishex[q[-1]]) q--;
+    if (q < o && o - q <= 6 && q - base >= 3 && (q[-1] == 'x' || q[-1] == 'X') && q[-2] == '#' &&
+        q[-3] == '&') {
+        uint32_t n = 0;
+        for (unsigned char *d = q; d < o; d++)
+            n = n * 16 + (uint32_t)(isdig[*d] ? *d - '0' : (*d | 0x20) - 'a' + 10);
+        return put_utf8(q - 3, numeric_cp(n));
+    }
+    /* named: "&amp", or a bare "amp" after no letter or digit */
+    q = o;
+    while (q > base && o - q <= ENTITY_NAME_MAX && isalph[q[-1]]) q--;
+    size_t len = (size_t)(o - q);
+    if (len < 2 || len > ENTITY_NAME_MAX) return NULL;
+    int amp = q > base && q[-1] == '&';
+    if (!amp && q > base && isdig[q[-1]]) return NULL;
+    for (size_t i = 0; i < AGN_ARRAY_LEN(entities); i++) {
+        const struct entity *en = &entities[i];
+        if ((amp || en->bare) && strlen(en->name) == len && memcmp(en->name, q, len) == 0)
+            return put_utf8(amp ? q - 1 : q, en->cp);
+    }
+    return NULL;
+}
+
+size_t agn_tok_clean(const char *s, size_t n, char *out)
+{
+    pthread_once(&tables_once, init_tables);
+    /* Both special bytes are rare: find them with memchr, copy the runs
+     * between them with memcpy. */
+    const char *p = s, *e = s + n;
+    const char *bs = memchr(p, '\\', n), *sc = memchr(p, ';', n);
+    unsigned char *o = (unsigned char *)out, *base = o;
+    for (;;) {
+        const char *nx = !bs ? sc : !sc ? bs : sc < bs ? sc : bs;
+        if (!nx) {
+            memcpy(o, p, (size_t)(e - p));
+            o += e - p;
+            break;
+        }
+        memcpy(o, p, (size_t)(nx - p));
+        o += nx - p;
+        p = nx + 1;
+        if (nx == bs) {
+            *o++ = ' ';
+            bs = memchr(p, '\\', (size_t)(e - p));
+        } else {
+            unsigned char *d = entity(base, o);
+            if (d) base = o = d;
+            else *o++ = ';';
+            sc = memchr(p, ';', (size_t)(e - p));
+        }
+    }
+    return (size_t)(o - (unsigned char *)out);
+}
+
+/* ---- pass 2: tags, lower case, split -------------------------------------- */
+
+static const char *const tag_names[] = {
+    "a", "abbr", "acronym", "address", "b", "big", "blockquote", "body", "br", "caption",
+    "center", "cite", "code", "dd", "del", "div", "dl", "dt", "em", "embed", "font", "form",
+    "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "html", "i", "iframe", "img", "input",
+    "ins", "kbd", "li", "link", "meta", "nobr", "object", "ol", "p", "param", "pre", "q", "s",
+    "script", "small", "span", "strike", "strong", "style", "sub", "sup", "table", "tbody", "td",
+    "th", "title", "tr", "tt", "u", "ul", "wbr",
+};
+#define TAG_NAME_MAX 10
+#define TAG_MAX 1024 /* bytes from the name to the '>' */
+
+static int is_tag_space(unsigned c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* If S (at a '<') starts an HTML tag or comment, its length; else 0. */
+static size_t tag_len(const unsigned char *s, const unsigned char *e)
+{
+    const unsigned char *p = s + 1;
+    if (p < e && *p == '!') {
+        p++;
+    } else {
+        if (p < e && *p == '/') p++;
+        const unsigned char *name = p;
+        while (p < e && p - name <= TAG_NAME_MAX && (isalph[*p] || isdig[*p])) p++;
+        size_t len = (size_t)(p - name);
+        if (len == 0 || len > TAG_NAME_MAX || p == e) return 0;
+        if (!is_tag_space(*p) && *p != '/' && *p != '>') return 0;
+        char lname[TAG_NAME_MAX + 1];
+        for (size_t i = 0; i < len; i++) lname[i] = (char)low[name[i]];
+        lname[len] = '\0';
+        size_t lo = 0, hi = AGN_ARRAY_LEN(tag_names);
+        int found = 0;
+        while (lo < hi) { /* tag_names is sorted */
+            size_t mid = (lo + hi) / 2;
+            int cmp = strcmp(lname, tag_names[mid]);
+            if (cmp == 0) {
+                found = 1;
+                break;
+            }
+            if (cmp < 0) hi = mid;
+            else lo = mid + 1;
+        }
+        if (!found) return 0;
+    }
+    const unsigned char *start = p;
+    while (p < e && p - start <= TAG_MAX && *p != '>' && *p != '<') p++;
+    if (p == e || *p != '>' || p - start > TAG_MAX) return 0;
+    return (size_t)(p + 1 - s);
+}
+
+/* Pass 2 runs a branch-free step per byte on the common classes: each byte
+ * may write a separating space and itself, and the output pointer moves by
+ * 0 or 1 for each; words ending and punctuation cost no mispredicted branch.
+ * Bytes flagged F_SLOW ('<', control characters, non-ASCII) leave it. */
+size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)
+{
+    pthread_once(&tables_once, init_tables);
+    const unsigned char *s = (const unsigned char *)text, *e = s + n;
+    unsigned char *o = (unsigned char *)out, *o0 = o;
+    size_t ntok = 0;
+    unsigned inword = 0, started = 0;
+    uint64_t bad = 0, ctl = 0;
+
+#define SEP() do { *o = ' '; o += started; started = 1; ntok++; } while (0)
+    while (s < e) {
+        unsigned c = *s, f = flags[c];
+        if (__builtin_expect(!(f & F_SLOW), 1)) {
+            unsigned isw = f & F_WORD, ns = (f & F_TOKEN) >> 2;
+            unsigned begin = ((f & F_PUNCT) >> 1) | (isw & ~inword);
+            *o = ' ';
+            o += begin & started;
+            *o = low[c];
+            o += ns;
+            ntok += begin;
+            started |= ns;
+            inword = isw;
+            s++;
+            continue;
+        }
+        switch (cls[c]) {
+        case C_SPACE: /* a control character */
+            ctl++;
+            inword = 0;
+            s++;
+            break;
+        case C_LT: {
+            size_t k = tag_len(s, e);
+            if (k) {
+                s += k;
+                inword = 0;
+                break;
+            }
+            SEP(); /* a '<' that starts no tag is punctuation */
+            *o++ = '<';
+            inword = 0;
+            s++;
+            break;
+        }
+        default: { /* C_HIGH */
+            uint32_t cp;
+            int k = decode_utf8(s, &cp);
+            s += k;
+            if (cp == 0xFFFFFFFFu) {
+                bad++;
+                SEP();
+                o = put_utf8(o, 0xFFFD);
+                inword = 0;
+                break;
+            }
+            const struct urange *r = ufind(cp);
+            if (!r) {
+                if (!inword) {
+                    SEP();
+                    inword = 1;
+                }
+                o = put_utf8(o, lower_cp(cp));
+                break;
+            }
+            switch (r->what) {
+            case U_SPACE:
+                if (cp < 0xA0) ctl++;
+                inword = 0;
+                break;
+            case U_DROP:
+                break;
+            case U_NORM:
+                for (int i = 0; i < (r->ascii == '.' ? 3 : 1); i++) {
+                    SEP();
+                    *o++ = (unsigned char)r->ascii;
+                }
+                inword = 0;
+                break;
+            default: /* U_PUNCT */
+                SEP();
+                o = put_utf8(o, cp);
+                inword = 0;
+                break;
+            }
+            break;
+        }
+        }
+    }
+#undef SEP
+    if (ntok_out) *ntok_out = ntok;
+    if (st) {
+        st->invalid_utf8 += bad;
+        st->controls += ctl;
+    }
+    return (size_t)(o - o0);
+}
+
+/* ---- both ---------------------------------------------------------------- */
+
+size_t agn_tokenize(agn_tokenizer *t, int ntexts, const char *const text[], const size_t len[],
+                    char *out, size_t *ntok, agn_tok_stats *st)
+{
+    size_t total = 0;
+    for (int i = 0; i < ntexts; i++) total += len[i] + 1;
+    if (total + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < total + 1) cap *= 2;
+        free(t->scratch);
+        t->scratch = agn_xmalloc(cap);
+        t->cap = cap;
+    }
+    size_t n = 0;
+    for (int i = 0; i < ntexts; i++) {
+        if (i) t->scratch[n++] = ' ';
+        n += agn_tok_clean(text[i], len[i], t->scratch + n);
+    }
+    t->scratch[n] = '\0';
+    return agn_tok_split(t->scratch, n, out, ntok, st);
+}
