@@ -1,99 +1,41 @@
-/* stream.c: the token stream reader.  Reads with read(2) into a buffer that
- * holds at least one whole line (it grows to the longest line, never with
- * the input), so agn-vocab and agn-shard stream inputs of any size. */
+/* stream.c: the token stream reader: lines from input.h's reader (plain,
+ * gzip or stdin), each checked and split into its label and its text, so
+ * agn-vocab and agn-shard stream inputs of any size. */
 #include "config.h"
 #include "stream.h"
+#include "input.h"
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define STREAM_CHUNK (1u << 18)
 
 int agn_stream_open(agn_stream *s, const char *path)
 {
     memset(s, 0, sizeof *s);
-    if (strcmp(path, "-") == 0) {
-        s->fd = STDIN_FILENO;
-        s->name = agn_xstrdup("(stdin)");
-    } else {
-        s->fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (s->fd < 0) return agn_seterr_errno("%s", path);
-        s->own_fd = 1;
-        s->name = agn_xstrdup(path);
-    }
-    s->cap = STREAM_CHUNK;
-    s->buf = agn_xmalloc(s->cap);
+    s->in = agn_input_open(path);
+    if (!s->in) return -1;
+    s->name = agn_input_name(s->in);
     return 0;
 }
 
 void agn_stream_close(agn_stream *s)
 {
-    if (s->own_fd && s->fd >= 0) close(s->fd);
-    free(s->buf);
-    free(s->name);
+    if (s->in) agn_input_close(s->in);
     memset(s, 0, sizeof *s);
-    s->fd = -1;
-}
-
-/* Moves the unread bytes to the front, grows the buffer when it is full,
- * and reads more; 0 when nothing more can come (eof set), -1 on error. */
-static int fill(agn_stream *s)
-{
-    if (s->beg > 0) {
-        memmove(s->buf, s->buf + s->beg, s->end - s->beg);
-        s->end -= s->beg;
-        s->beg = 0;
-    }
-    if (s->end == s->cap) {
-        s->cap *= 2;
-        s->buf = agn_xrealloc(s->buf, s->cap);
-    }
-    for (;;) {
-        ssize_t n = read(s->fd, s->buf + s->end, s->cap - s->end);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return agn_seterr_errno("%s", s->name);
-        }
-        if (n == 0) s->eof = 1;
-        s->end += (size_t)n;
-        s->bytes += (uint64_t)n;
-        return 0;
-    }
 }
 
 int agn_stream_next(agn_stream *s, agn_stream_line *line)
 {
-    char *nl;
-    size_t scanned = 0;
-    for (;;) {
-        nl = memchr(s->buf + s->beg + scanned, '\n', s->end - s->beg - scanned);
-        if (nl) break;
-        scanned = s->end - s->beg;
-        if (s->eof) {
-            if (scanned == 0) return 0;
-            /* last line without a newline: terminate it in the buffer */
-            if (s->end == s->cap) {
-                s->cap += 1;
-                s->buf = agn_xrealloc(s->buf, s->cap);
-            }
-            s->buf[s->end] = '\n';
-            nl = s->buf + s->end;
-            s->end++;
-            break;
-        }
-        if (fill(s) != 0) return -1;
-    }
-    char *p = s->buf + s->beg, *e = nl;
-    s->beg = (size_t)(nl - s->buf) + 1;
-    s->lineno++;
-    if (e > p && e[-1] == '\r') e--;
-    if (memchr(p, '\0', (size_t)(e - p)))
+    const char *p;
+    size_t len;
+    int rc = agn_input_getline(s->in, &p, &len);
+    s->lineno = agn_input_lineno(s->in);
+    s->bytes = agn_input_bytes(s->in);
+    if (rc == 0) return 0;
+    if (rc != 1) return -1; /* an error, or a line over the limit (2): both stop */
+    const char *e = p + len;
+    if (memchr(p, '\0', len))
         return agn_seterr("%s:%llu: NUL byte in the line", s->name, (unsigned long long)s->lineno);
-    char *tab = memchr(p, '\t', (size_t)(e - p));
+    const char *tab = memchr(p, '\t', len);
     if (!tab)
         return agn_seterr("%s:%llu: no tab after the label (expected LABEL<TAB>tokens)", s->name,
                           (unsigned long long)s->lineno);
@@ -102,7 +44,7 @@ int agn_stream_next(agn_stream *s, agn_stream_line *line)
     } else {
         int v = 0;
         if (tab == p || tab - p > 3) goto bad_label;
-        for (char *q = p; q < tab; q++) {
+        for (const char *q = p; q < tab; q++) {
             if (*q < '0' || *q > '9') goto bad_label;
             v = v * 10 + (*q - '0');
         }

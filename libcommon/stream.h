@@ -1,7 +1,7 @@
 /* stream.h: reading the token stream (DESIGN.md, Formats; agn-formats(5)):
  * "LABEL<TAB>tok tok ...", one example per line, from a file or stdin,
- * line by line with line numbers, through one buffer that grows only to the
- * longest line.  Callers iterate the tokens of a line with
+ * plain or gzip, line by line with line numbers, through the buffered
+ * reader of input.h (memory: its blocks and the longest line).  Callers iterate the tokens of a line with
  * agn_stream_next_token(). */
 #ifndef AGN_STREAM_H
 #define AGN_STREAM_H
@@ -12,15 +12,13 @@
 /* The label of an example whose class is unknown ("-" in the stream). */
 #define AGN_STREAM_LABEL_UNKNOWN 255
 
+struct agn_input;
+
 typedef struct {
-    char *name;      /* file name for messages, "(stdin)" for "-" */
-    int fd;
-    int own_fd;
-    char *buf;
-    size_t cap, beg, end; /* unread bytes are buf[beg..end) */
-    int eof;
-    uint64_t lineno; /* number of the line last returned, from 1 */
-    uint64_t bytes;  /* bytes read so far */
+    struct agn_input *in;
+    const char *name; /* file name for messages, "(stdin)" for "-" */
+    uint64_t lineno;  /* number of the line last returned, from 1 */
+    uint64_t bytes;   /* bytes read so far (after decompression) */
 } agn_stream;
 
 /* One line of the stream; the text points into the stream's buffer and is
@@ -31,10 +29,12 @@ typedef struct {
     size_t len;
 } agn_stream_line;
 
-/* Opens PATH ("-" = stdin); -1 with "PATH: strerror". */
+/* Opens PATH ("-" = stdin; gzip recognised by its magic); -1 with
+ * "PATH: reason". */
 int agn_stream_open(agn_stream *s, const char *path);
 /* Reads the next line: 1 with *LINE filled, 0 at the end, -1 with
- * "FILE:LINE: reason" (no tab, bad label, NUL byte) or an I/O error. */
+ * "FILE:LINE: reason" (no tab, bad label, NUL byte, a line over 64 MiB) or
+ * an I/O or gzip error. */
 int agn_stream_next(agn_stream *s, agn_stream_line *line);
 void agn_stream_close(agn_stream *s);
 

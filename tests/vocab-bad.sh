@@ -24,6 +24,12 @@ printf '0\tx\n1\ta\000b\n' > nul.txt
 expect_fail 1 "nul.txt:2: NUL byte" agn-vocab -o v.txt nul.txt
 ok "NUL byte"
 
+awk 'BEGIN { for (i = 0; i < 20000; i++) printf "%d\tw%d x y z\n", i % 4, i }' | gzip -c > full.gz
+head -c 20000 full.gz > cut.gz
+expect_fail 1 "^agn-vocab: cut.gz: " agn-vocab -o v.txt cut.gz
+[ ! -e v.txt ] || fail "output written for a truncated gzip stream"
+ok "truncated gzip stream"
+
 : > empty.txt
 expect_fail 1 "empty input" agn-vocab -o v.txt empty.txt
 expect_fail 1 "empty input" agn-vocab -o v.txt < /dev/null

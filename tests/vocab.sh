@@ -43,7 +43,9 @@ sort -r s.txt > r2.txt
 agn-vocab -q r2.txt | tail -n +4 | cmp -s - a.txt || fail "order of lines changed the vocabulary"
 head -n 3 s.txt > p1.txt; tail -n +4 s.txt > p2.txt
 agn-vocab -q p1.txt - < p2.txt | tail -n +4 | cmp -s - a.txt || fail "two inputs (file and stdin)"
-ok "same vocabulary whatever the line order and the input split"
+gzip -c s.txt > s.txt.gz
+agn-vocab -q s.txt.gz | tail -n +4 | cmp -s - a.txt || fail "gzip token stream"
+ok "same vocabulary whatever the line order, the input split, gzip"
 
 # ties broken by bytes, a prefix first
 printf '0\tb ab a aa abc ab b a\n' > t.txt
