@@ -281,6 +281,7 @@ typedef struct {
     /* run directory, rank 0 */
     FILE *log, *steps_csv, *metrics_csv;
     char *path_last, *path_best;
+    int saved_last; /* a last.safetensors of this run exists */
     int tty;
     double last_progress;
     long nan_step; /* AGN_TEST_NAN_STEP: make this step's loss NaN (tests) */
@@ -745,6 +746,7 @@ static int eval_and_save(trainer *t, agn_metrics *out, int *have)
         }
     }
     if (t->rank == 0 && save_checkpoint(t, t->path_last, 1) != 0) return -1;
+    t->saved_last = 1;
     return 0;
 }
 
@@ -765,6 +767,15 @@ static void write_metrics_row(trainer *t, uint32_t epoch, const epoch_acc *a, co
     fsync(fileno(fp));
 }
 
+/* What a run stopped by a NaN leaves behind, for its message. */
+static const char *last_good(const trainer *t, char *buf, size_t n)
+{
+    if (t->saved_last) snprintf(buf, n, "The last good checkpoint is %s", t->path_last);
+    else if (t->o->resume) snprintf(buf, n, "The last good checkpoint is still %s", t->o->resume);
+    else snprintf(buf, n, "No checkpoint was written before it (the first is written at the first validation)");
+    return buf;
+}
+
 static int train_loop(trainer *t)
 {
     const agn_train_opts *o = t->o;
@@ -775,6 +786,7 @@ static int train_loop(trainer *t)
     uint64_t *gidx = agn_xcalloc((size_t)B, sizeof *gidx);
     double run_start = agn_now(), run_samples = 0;
     int status = 0;
+    char lg[1024];
 
     while (status == 0 && t->pos.epoch < (uint64_t)t->cfg->epochs) {
         uint32_t epoch = t->pos.epoch;
@@ -840,8 +852,8 @@ static int train_loop(trainer *t)
             if (t->nan_step > 0 && step + 1 == t->nan_step) loss = NAN;
             if (!isfinite(loss)) {
                 progress_clear(t);
-                status = agn_seterr("step %ld (epoch %u): the loss is %s; stopping. The last good checkpoint is %s/last.safetensors",
-                                    step + 1, epoch + 1, isnan(loss) ? "NaN" : "infinite", o->run_dir);
+                status = agn_seterr("step %ld (epoch %u): the loss is %s; stopping. %s", step + 1, epoch + 1,
+                                    isnan(loss) ? "NaN" : "infinite", last_good(t, lg, sizeof lg));
                 break;
             }
             float lr = agn_lr_at(&t->oc, step);
@@ -849,8 +861,8 @@ static int train_loop(trainer *t)
             double t4 = agn_now();
             if (!isfinite(gnorm)) {
                 progress_clear(t);
-                status = agn_seterr("step %ld (epoch %u): the gradient norm is %s; stopping. The last good checkpoint is %s/last.safetensors",
-                                    step + 1, epoch + 1, isnan(gnorm) ? "NaN" : "infinite", o->run_dir);
+                status = agn_seterr("step %ld (epoch %u): the gradient norm is %s; stopping (lower the learning rate?). %s",
+                                    step + 1, epoch + 1, isnan(gnorm) ? "NaN" : "infinite", last_good(t, lg, sizeof lg));
                 break;
             }
             t->pos.step++;

@@ -192,7 +192,10 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'o': o.run_dir = optarg; break;
         case OPT_VAL:
-            if (add_files(&val, optarg) != 0) return agn_usage_error("--val %s", agn_errmsg());
+            if (add_files(&val, optarg) != 0) {
+                agn_warn("--val %s", agn_errmsg());
+                return AGN_EXIT_ERROR;
+            }
             break;
         case 'v': o.vocab_path = optarg; break;
         case OPT_RESUME: o.resume = optarg; break;
@@ -253,7 +256,10 @@ int main(int argc, char **argv)
     if (!o.run_dir) return agn_usage_error("no run directory given (-o DIR)");
     if (optind >= argc) return agn_usage_error("no training shards given");
     for (int i = optind; i < argc; i++)
-        if (add_files(&train, argv[i]) != 0) return agn_usage_error("%s", agn_errmsg());
+        if (add_files(&train, argv[i]) != 0) {
+            agn_warn_err();
+            return AGN_EXIT_ERROR;
+        }
     if (gpus && (cpu || ranks)) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
 
     int status = AGN_EXIT_OK;
@@ -264,8 +270,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < n_sets; i++)
         if (agn_config_set(&cfg, sets[i].key, sets[i].value, sets[i].opt) != 0) {
-            agn_warn_err();
-            status = AGN_EXIT_ERROR;
+            status = agn_usage_error("%s", agn_errmsg());
             goto out;
         }
     if (agn_config_check(&cfg) != 0) {
