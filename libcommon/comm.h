@@ -12,7 +12,16 @@
  * where the transport can overlap (a communication thread on the CPU, a
  * stream on the GPU); agn_comm_wait() blocks until it is done.  Requests
  * complete in the order they were started.  Every call returns 0, or -1 with
- * a message (a peer died, the job was aborted, a collective timed out). */
+ * a message (a peer died, the job was aborted, a collective timed out).
+ * Every rank must issue the same collectives in the same order.
+ *
+ * Determinism: the local and mpi transports sum in a fixed order, element by
+ * element rank 0 + rank 1 + ... + rank W-1 (left to right), whatever the
+ * timing, so an all-reduce gives bit-identical results on every rank, from run
+ * to run, and between the two transports.
+ *
+ * Who creates a communicator: agn_launch() (launch.h) for programs; the
+ * constructors below for it and for tests. */
 #ifndef AGN_COMM_H
 #define AGN_COMM_H
 
@@ -58,5 +67,33 @@ void agn_comm_abort(agn_comm *c, const char *why);
 void agn_comm_free(agn_comm *c);
 
 size_t agn_dtype_size(agn_dtype t);
+
+/* The default of --comm-timeout, seconds. */
+#define AGN_COMM_TIMEOUT_DEFAULT 300.0
+
+/* ---- local: ranks forked on one host (comm_local.c) ----------------------- */
+
+/* A shared-memory segment for WORLD ranks, created by the parent BEFORE it
+ * forks them: an anonymous shared mapping, inherited by every child, so it
+ * has no name in /dev/shm to leak and vanishes with the last process that
+ * maps it.  SLOT_BYTES (0: 4 MiB) is the staging size per rank; longer
+ * buffers are reduced in pieces of that size. */
+typedef struct agn_local_seg agn_local_seg;
+agn_local_seg *agn_local_seg_create(int world, size_t slot_bytes);
+/* In forked child RANK: a communicator over SEG (taken over on success:
+ * agn_comm_free unmaps it); it starts a communication thread. */
+agn_comm *agn_comm_local_create(agn_local_seg *seg, int rank, double timeout_s);
+/* Marks the job aborted with WHY and wakes every waiter: their calls fail. */
+void agn_local_seg_abort(agn_local_seg *seg, const char *why);
+void agn_local_seg_free(agn_local_seg *seg);
+
+/* ---- mpi: one process per rank under mpirun or srun (comm_mpi.c) --------- */
+
+/* 1 if the environment says this process was started by mpirun/mpiexec
+ * (Open MPI, MPICH/Hydra, PMIx) or srun, with its rank and world size. */
+int agn_mpi_launched(int *rank, int *world);
+/* Initialises MPI on the communication thread; NULL with a message when MPI
+ * fails or agn was built without it. */
+agn_comm *agn_comm_mpi_create(double timeout_s);
 
 #endif

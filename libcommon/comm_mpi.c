@@ -1,0 +1,287 @@
+/* comm_mpi.c: the "mpi" transport, one process per rank started by mpirun,
+ * mpiexec or srun, on one host or many.  Built when configure finds MPI
+ * (HAVE_MPI); without it the constructor says so.
+ *
+ * Threads: MPI is initialised, used and finalised by the communicator's own
+ * thread (comm_impl.h) and by no other, so MPI_THREAD_FUNNELED is enough and
+ * backward overlaps the all-reduce as with the local transport.  The thread
+ * drives non-blocking collectives with MPI_Test and a short sleep backoff,
+ * which gives every wait a deadline (--comm-timeout) that blocking MPI calls
+ * could not have.
+ *
+ * Determinism: MPI_Allreduce may sum in any order (it depends on the
+ * library, the algorithm it picks for a size, and the process layout), so
+ * agn does not use it.  It reduces as the local transport does: an
+ * all-to-all sends chunk k of every rank's buffer to rank k, which sums the
+ * W pieces in rank order 0, 1, ..., W-1, and an all-gather returns the
+ * reduced chunks.  Results are bit-identical on every rank, from run to run,
+ * and to the local transport's; MPI only moves bytes.
+ *
+ * Abort: agn_comm_abort() calls MPI_Abort, which ends every rank of the job
+ * (mpirun then exits non-zero); a failed or timed-out collective breaks the
+ * communicator, and agn_comm_free() then skips MPI_Finalize, which could
+ * hang with a peer gone. */
+#include "config.h"
+#include "comm.h"
+#include "comm_impl.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Which environment variables a launcher sets: Open MPI (and PMIx), MPICH's
+ * Hydra (PMI), and srun (SLURM_STEP_NUM_TASKS is set for a job step only,
+ * not in the batch script itself). */
+int agn_mpi_launched(int *rank, int *world)
+{
+    static const char *const vars[][2] = {
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMI_RANK", "PMI_SIZE"},
+        {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS"},
+    };
+    for (size_t i = 0; i < AGN_ARRAY_LEN(vars); i++) {
+        const char *r = getenv(vars[i][0]), *w = getenv(vars[i][1]);
+        long rv, wv;
+        if (!r || !w) continue;
+        if (agn_parse_long(r, 0, 1 << 20, vars[i][0], &rv) != 0) continue;
+        if (agn_parse_long(w, 1, 1 << 20, vars[i][1], &wv) != 0 || rv >= wv) continue;
+        if (rank) *rank = (int)rv;
+        if (world) *world = (int)wv;
+        return 1;
+    }
+    return 0;
+}
+
+#ifndef HAVE_MPI
+
+agn_comm *agn_comm_mpi_create(double timeout_s)
+{
+    (void)timeout_s;
+    agn_seterr("started under mpirun/srun, but agn was built without MPI "
+               "(install libopenmpi-dev and run configure again)");
+    return NULL;
+}
+
+#else /* HAVE_MPI */
+
+#include <mpi.h>
+
+#define PIECE_BYTES ((size_t)16 << 20) /* keeps byte counts in an int */
+
+typedef struct {
+    agn_engine engine; /* first: AGN_ENGINE() */
+    int inited;
+    unsigned char *tmp; /* [W * chunk] received chunks */
+    size_t tmp_bytes;
+    int *scount, *sdispl, *rcount, *rdispl;
+} mpi_state;
+
+static int mpi_err(int rc, const char *what)
+{
+    char s[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    MPI_Error_string(rc, s, &n);
+    return agn_seterr("%s: %s", what, s);
+}
+
+/* Drives REQ to completion, sleeping a little longer each time (20 us up to
+ * 1 ms) so that the thread leaves the cores to compute; fails after the
+ * communicator's timeout. */
+static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
+{
+    double deadline = agn_now() + c->timeout_s;
+    long ns = 20000;
+    for (;;) {
+        int flag = 0, rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, what);
+        if (flag) return 0;
+        if (agn_now() > deadline)
+            return agn_seterr("rank %d: %s timed out after %g s (see --comm-timeout)", c->rank, what,
+                              c->timeout_s);
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        if (ns < 1000000) ns *= 2;
+    }
+}
+
+static int mpi_init(agn_comm *c, mpi_state *ms)
+{
+    int provided, rc;
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, "MPI_Init_thread");
+        if (provided < MPI_THREAD_FUNNELED)
+            return agn_seterr("MPI provides no thread support (level %d)", provided);
+        ms->inited = 1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->world);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_rank(node, &c->local_rank);
+        MPI_Comm_size(node, &c->local_world);
+        MPI_Comm_free(&node);
+    } else {
+        c->local_rank = c->rank;
+        c->local_world = c->world;
+    }
+    size_t W = (size_t)c->world;
+    ms->scount = agn_xcalloc(4 * W, sizeof(int));
+    ms->sdispl = ms->scount + W;
+    ms->rcount = ms->scount + 2 * W;
+    ms->rdispl = ms->scount + 3 * W;
+    return 0;
+}
+
+static void sum_into(unsigned char *y, const unsigned char *x, size_t n, agn_dtype t)
+{
+    switch (t) {
+    case AGN_F32: {
+        float *restrict a = (float *)y;
+        const float *restrict b = (const float *)x;
+        for (size_t i = 0; i < n; i++) a[i] += b[i];
+        break;
+    }
+    case AGN_F64: {
+        double *restrict a = (double *)y;
+        const double *restrict b = (const double *)x;
+        for (size_t i = 0; i < n; i++) a[i] += b[i];
+        break;
+    }
+    case AGN_U8:
+        for (size_t i = 0; i < n; i++) y[i] = (uint8_t)(y[i] + x[i]);
+        break;
+    }
+}
+
+static int mpi_allreduce(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
+{
+    size_t es = agn_dtype_size(t), W = (size_t)c->world, r = (size_t)c->rank;
+    size_t per = PIECE_BYTES / es;
+    for (size_t done = 0; done < count; done += per) {
+        size_t n = count - done < per ? count - done : per;
+        unsigned char *p = buf + done * es;
+        size_t lo = n * r / W, hi = n * (r + 1) / W, mine = hi - lo;
+        if (W * mine * es > ms->tmp_bytes) {
+            free(ms->tmp);
+            ms->tmp_bytes = W * mine * es;
+            ms->tmp = agn_xmalloc(ms->tmp_bytes);
+        }
+        for (size_t k = 0; k < W; k++) {
+            size_t klo = n * k / W, khi = n * (k + 1) / W;
+            ms->scount[k] = (int)((khi - klo) * es);
+            ms->sdispl[k] = (int)(klo * es);
+            ms->rcount[k] = (int)(mine * es);
+            ms->rdispl[k] = (int)(k * mine * es);
+        }
+        MPI_Request req;
+        int rc = MPI_Ialltoallv(p, ms->scount, ms->sdispl, MPI_BYTE, ms->tmp, ms->rcount,
+                                ms->rdispl, MPI_BYTE, MPI_COMM_WORLD, &req);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Ialltoallv)");
+        if (mpi_complete(c, &req, "all-reduce") != 0) return -1;
+        /* rank order 0, 1, ..., W-1 */
+        if (mine > 0) {
+            memcpy(p + lo * es, ms->tmp, mine * es);
+            for (size_t k = 1; k < W; k++) sum_into(p + lo * es, ms->tmp + k * mine * es, mine, t);
+        }
+        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, p, ms->scount, ms->sdispl, MPI_BYTE,
+                             MPI_COMM_WORLD, &req);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Iallgatherv)");
+        if (mpi_complete(c, &req, "all-reduce") != 0) return -1;
+    }
+    return 0;
+}
+
+static int mpi_exec(agn_comm *c, struct agn_comm_req *r)
+{
+    mpi_state *ms = c->impl;
+    MPI_Request req;
+    int rc;
+    switch (r->op) {
+    case AGN_OP_INIT: return mpi_init(c, ms);
+    case AGN_OP_ALLREDUCE: return mpi_allreduce(c, ms, r->buf, r->count, r->type);
+    case AGN_OP_BROADCAST: {
+        size_t es = agn_dtype_size(r->type), bytes = r->count * es;
+        for (size_t done = 0; done < bytes; done += PIECE_BYTES) {
+            size_t n = bytes - done < PIECE_BYTES ? bytes - done : PIECE_BYTES;
+            rc = MPI_Ibcast((unsigned char *)r->buf + done, (int)n, MPI_BYTE, r->root,
+                            MPI_COMM_WORLD, &req);
+            if (rc != MPI_SUCCESS) return mpi_err(rc, "broadcast (MPI_Ibcast)");
+            if (mpi_complete(c, &req, "broadcast") != 0) return -1;
+        }
+        return 0;
+    }
+    case AGN_OP_BARRIER:
+        rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
+        if (rc != MPI_SUCCESS) return mpi_err(rc, "barrier (MPI_Ibarrier)");
+        return mpi_complete(c, &req, "barrier");
+    }
+    return agn_seterr("mpi transport: unknown operation %d", r->op);
+}
+
+static void mpi_fini(agn_comm *c)
+{
+    mpi_state *ms = c->impl;
+    /* after a failure a peer may be gone or a request pending: finalising
+     * could hang; the process exits and mpirun ends the job */
+    if (ms->inited && !ms->engine.broken) MPI_Finalize();
+}
+
+static void mpi_abort(agn_comm *c, const char *why)
+{
+    mpi_state *ms = c->impl;
+    agn_engine_break(&ms->engine, why);
+    /* ends every rank of the job; does not return */
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+static void mpi_destroy(agn_comm *c)
+{
+    mpi_state *ms = c->impl;
+    if (!ms) return;
+    agn_engine_stop(&ms->engine);
+    free(ms->tmp);
+    free(ms->scount);
+    free(ms);
+    c->impl = NULL;
+}
+
+static const agn_comm_ops mpi_ops = {
+    .name = "mpi",
+    .allreduce_start = agn_engine_allreduce_start,
+    .wait = agn_engine_wait_op,
+    .broadcast = agn_engine_broadcast,
+    .barrier = agn_engine_barrier,
+    .abort = mpi_abort,
+    .destroy = mpi_destroy,
+};
+
+agn_comm *agn_comm_mpi_create(double timeout_s)
+{
+    agn_comm *c = agn_xcalloc(1, sizeof *c);
+    mpi_state *ms = agn_xcalloc(1, sizeof *ms);
+    c->ops = &mpi_ops;
+    c->impl = ms;
+    c->world = 1;
+    c->timeout_s = timeout_s > 0 ? timeout_s : AGN_COMM_TIMEOUT_DEFAULT;
+    if (agn_engine_start(&ms->engine, c, mpi_exec, mpi_fini) != 0) {
+        free(ms);
+        free(c);
+        return NULL;
+    }
+    if (agn_engine_run(&ms->engine, AGN_OP_INIT, NULL, 0, AGN_U8, 0, c->timeout_s) != 0) {
+        agn_adderr("mpi transport");
+        agn_comm_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+#endif /* HAVE_MPI */

@@ -1,0 +1,251 @@
+/* launch.c: forks the ranks of a job on this host and supervises them, or
+ * joins an MPI job, or runs alone (launch.h).  The supervisor is a plain
+ * loop: signals of interest are blocked and collected with sigtimedwait, and
+ * every rank is polled with waitpid(WNOHANG), so there is no handler race and
+ * a dead rank is noticed within 50 ms. */
+#include "config.h"
+#include "launch.h"
+#include "util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLL_NS 50000000L
+
+/* ---- signal names ---------------------------------------------------------- */
+
+const char *agn_signal_name(int sig, char *buf, size_t n)
+{
+    static const struct { int sig; const char *name; } names[] = {
+        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
+        {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"},
+        {SIGXFSZ, "SIGXFSZ"}, {SIGSYS, "SIGSYS"},
+    };
+    for (size_t i = 0; i < AGN_ARRAY_LEN(names); i++)
+        if (names[i].sig == sig) return names[i].name;
+    snprintf(buf, n, "signal %d", sig);
+    return buf;
+}
+
+/* ---- stop signals in a rank -------------------------------------------------- */
+
+static volatile sig_atomic_t stop_sig;
+static volatile sig_atomic_t stop_sec; /* monotonic second of the first one */
+static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction old_actions[AGN_ARRAY_LEN(stop_sigs)];
+
+static void stop_handler(int sig)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (!stop_sig) {
+        stop_sig = sig;
+        stop_sec = (sig_atomic_t)ts.tv_sec;
+        return;
+    }
+    /* A repeat within 2 s is the same stop seen twice (a terminal's ^C
+     * reaches the whole process group, and the supervisor forwards it too);
+     * a later one means "now": act as if agn had not caught it. */
+    if (ts.tv_sec - stop_sec < 2) return;
+    for (size_t i = 0; i < AGN_ARRAY_LEN(stop_sigs); i++)
+        if (stop_sigs[i] == sig) {
+            struct sigaction *o = &old_actions[i];
+            if (!(o->sa_flags & SA_SIGINFO) && o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+                o->sa_handler(sig);
+                return;
+            }
+            sigaction(sig, o, NULL);
+            raise(sig);
+        }
+}
+
+void agn_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < AGN_ARRAY_LEN(stop_sigs); i++) {
+        struct sigaction old;
+        if (sigaction(stop_sigs[i], NULL, &old) != 0) continue;
+        if (old.sa_handler == SIG_IGN) continue; /* nohup: keep ignoring */
+        if (old.sa_handler == stop_handler) continue;
+        old_actions[i] = old;
+        sigaction(stop_sigs[i], &sa, NULL);
+    }
+}
+
+int agn_stop_requested(void) { return stop_sig; }
+
+/* ---- the supervisor ------------------------------------------------------------ */
+
+static void describe(int r, pid_t pid, int st, char *buf, size_t n)
+{
+    char sb[32];
+    if (WIFSIGNALED(st))
+        snprintf(buf, n, "rank %d (pid %ld) was killed by %s%s", r, (long)pid,
+                 agn_signal_name(WTERMSIG(st), sb, sizeof sb), WCOREDUMP(st) ? " (core dumped)" : "");
+    else
+        snprintf(buf, n, "rank %d (pid %ld) exited with status %d", r, (long)pid, WEXITSTATUS(st));
+}
+
+static void signal_alive(const pid_t *pids, const int *alive, int n, int sig)
+{
+    for (int r = 0; r < n; r++)
+        if (alive[r]) kill(pids[r], sig);
+}
+
+static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_launch_opts *o,
+                     const sigset_t *set)
+{
+    double grace = o->grace_s > 0 ? o->grace_s : 3.0;
+    double stop_grace = o->stop_grace_s > 0 ? o->stop_grace_s : 30.0;
+    int *alive = agn_xcalloc((size_t)n, sizeof *alive);
+    int left = n, stop = 0, failed = 0, status = 0;
+    double kill_at = 0;
+    char cause[512] = "", note[512] = "", sb[32];
+    for (int r = 0; r < n; r++) alive[r] = 1;
+
+    while (left > 0) {
+        for (int r = 0; r < n; r++) {
+            int st;
+            if (!alive[r] || waitpid(pids[r], &st, WNOHANG) != pids[r]) continue;
+            alive[r] = 0;
+            left--;
+            int expected = WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
+                                             (stop && WEXITSTATUS(st) == 128 + stop));
+            if (stop && WIFSIGNALED(st) && WTERMSIG(st) == stop) expected = 1;
+            if (expected || failed) continue; /* after a failure, the rest is our doing */
+            if (stop) {
+                if (!note[0]) describe(r, pids[r], st, note, sizeof note);
+                continue;
+            }
+            failed = 1;
+            describe(r, pids[r], st, cause, sizeof cause);
+            agn_local_seg_abort(seg, cause);
+            signal_alive(pids, alive, n, SIGTERM);
+            kill_at = agn_now() + grace;
+        }
+        if (left == 0) break;
+        if (kill_at > 0 && agn_now() >= kill_at) {
+            signal_alive(pids, alive, n, SIGKILL);
+            kill_at = 0;
+        }
+        struct timespec ts = {0, POLL_NS};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            if (!stop && !failed) {
+                stop = sig;
+                signal_alive(pids, alive, n, sig);
+                kill_at = agn_now() + stop_grace;
+            } else {
+                signal_alive(pids, alive, n, SIGKILL); /* asked twice: now */
+            }
+        }
+    }
+    free(alive);
+
+    if (failed) {
+        agn_seterr("%s; the other ranks were stopped", cause);
+        status = AGN_EXIT_ERROR;
+    } else if (stop) {
+        if (note[0]) agn_seterr("stopped by %s (%s)", agn_signal_name(stop, sb, sizeof sb), note);
+        else agn_seterr("stopped by %s", agn_signal_name(stop, sb, sizeof sb));
+        status = 128 + stop;
+    }
+    return status;
+}
+
+/* ---- agn_launch ------------------------------------------------------------------ */
+
+static int launch_mpi(const agn_launch_opts *o, int mworld, agn_comm **comm)
+{
+    if (o->ranks > 1 && o->ranks != mworld)
+        return agn_seterr("-n %d, but mpirun/srun started %d processes: each process is one rank "
+                          "(drop -n or make them agree)", o->ranks, mworld);
+    agn_comm *c = agn_comm_mpi_create(o->timeout_s);
+    if (!c) return -1;
+    if (o->catch_stop) agn_catch_stop_signals();
+    *comm = c;
+    return AGN_LAUNCH_RANK;
+}
+
+int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
+{
+    int mrank, mworld;
+    *comm = NULL;
+    *status = 0;
+    if (agn_mpi_launched(&mrank, &mworld)) return launch_mpi(o, mworld, comm);
+    if (o->ranks <= 1) {
+        agn_comm *c = agn_comm_none();
+        c->timeout_s = o->timeout_s > 0 ? o->timeout_s : AGN_COMM_TIMEOUT_DEFAULT;
+        if (o->catch_stop) agn_catch_stop_signals();
+        *comm = c;
+        return AGN_LAUNCH_RANK;
+    }
+
+    int n = o->ranks;
+    agn_local_seg *seg = agn_local_seg_create(n, o->slot_bytes);
+    if (!seg) return -1;
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    fflush(NULL);
+
+    pid_t parent = getpid();
+    pid_t *pids = agn_xcalloc((size_t)n, sizeof *pids);
+    for (int r = 0; r < n; r++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            int e = errno;
+            for (int k = 0; k < r; k++) kill(pids[k], SIGKILL);
+            for (int k = 0; k < r; k++) waitpid(pids[k], NULL, 0);
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            free(pids);
+            agn_local_seg_free(seg);
+            errno = e;
+            return agn_seterr_errno("cannot fork rank %d of %d", r, n);
+        }
+        if (pid == 0) {
+            /* the rank: dies with the supervisor, whatever killed it */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) _exit(AGN_EXIT_ERROR);
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            free(pids);
+            agn_comm *c = agn_comm_local_create(seg, r, o->timeout_s);
+            if (!c) {
+                /* the caller, a rank, reports it and exits non-zero */
+                agn_local_seg_abort(seg, agn_errmsg());
+                agn_local_seg_free(seg);
+                return agn_adderr("rank %d", r);
+            }
+            if (o->catch_stop) agn_catch_stop_signals();
+            *comm = c;
+            return AGN_LAUNCH_RANK;
+        }
+        pids[r] = pid;
+    }
+
+    *status = supervise(seg, pids, n, o, &set);
+    free(pids);
+    agn_local_seg_free(seg);
+    /* a signal still pending would act on the supervisor once unblocked */
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) > 0) {}
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return AGN_LAUNCH_DONE;
+}

@@ -1,0 +1,56 @@
+/* launch.h: how a program becomes the ranks of a data-parallel job
+ * (DESIGN.md, Launch).  One call, agn_launch(), picks the case:
+ *  - under mpirun/mpiexec/srun (detected from the environment) this process
+ *    is one rank, with the mpi transport;
+ *  - with ranks > 1 it forks that many ranks on this host, with the local
+ *    transport, and the calling process stays behind as their supervisor;
+ *  - else it is the only rank (transport "none").
+ *
+ * The supervisor watches the ranks with waitpid.  When one dies by a signal
+ * or exits non-zero, it aborts the shared segment (the others' next wait
+ * fails with the cause), sends the others SIGTERM, then SIGKILL after a grace
+ * period, and returns status 1 with a message naming the rank and the cause.
+ * SIGINT, SIGTERM and SIGHUP sent to it are forwarded to every rank; the
+ * ranks are expected to stop at a step boundary (agn_stop_requested()) and
+ * the job's status is then 128 + the signal (130, 143, 129).  A second such
+ * signal, or ranks still alive after the stop grace period, get SIGKILL.
+ * Ranks get PR_SET_PDEATHSIG(SIGKILL): if the supervisor itself is killed,
+ * no rank outlives it. */
+#ifndef AGN_LAUNCH_H
+#define AGN_LAUNCH_H
+
+#include "comm.h"
+
+typedef struct {
+    int ranks;         /* forked ranks (1: no fork); under MPI 0, 1 or the MPI world size */
+    double timeout_s;  /* collective timeout; <= 0: AGN_COMM_TIMEOUT_DEFAULT */
+    double grace_s;    /* failure: SIGTERM -> SIGKILL delay; <= 0: 3 s */
+    double stop_grace_s; /* stop by signal: time given to ranks to checkpoint; <= 0: 30 s */
+    size_t slot_bytes; /* local transport staging size; 0: default */
+    int catch_stop;    /* 1: ranks catch SIGINT/SIGTERM/SIGHUP (agn_stop_requested) */
+} agn_launch_opts;
+
+enum { AGN_LAUNCH_RANK = 0, AGN_LAUNCH_DONE = 1 };
+
+/* Becomes a rank or supervises ranks.  Returns AGN_LAUNCH_RANK in every rank
+ * with *comm set (free it with agn_comm_free, then exit); AGN_LAUNCH_DONE in
+ * the supervisor once every rank has ended, with *status the job's exit
+ * status (0, 1, or 128 + a stop signal) and, when it is not 0, a message for
+ * agn_errmsg(); -1 with a message if nothing could be started (or, in a
+ * forked rank, if its communicator could not: it must exit non-zero).  Call it
+ * before any thread exists (OpenMP, BLAS): it forks.  Standard streams are
+ * flushed first so no buffered output is duplicated. */
+int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status);
+
+/* In a rank started with catch_stop: the stop signal received (SIGINT,
+ * SIGTERM, SIGHUP), or 0.  The first one only sets this flag; a second one
+ * acts as it would have without agn (the previous handler, or death). */
+int agn_stop_requested(void);
+/* Installs the stop handlers in this process (agn_launch does it in ranks
+ * when catch_stop is set). */
+void agn_catch_stop_signals(void);
+
+/* "SIGKILL", "SIGSEGV", ... or "signal N" (static or BUF of N bytes). */
+const char *agn_signal_name(int sig, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,491 @@
+/* t-comm.c: unit tests of the communication transports and the launcher.
+ *
+ *   t-comm                 the local transport, forked with agn_launch():
+ *                          W = 1..4 ranks, all-reduce against a serial sum in
+ *                          rank order (bit for bit), sizes 1, odd, crossing
+ *                          the staging slot, several requests in flight,
+ *                          broadcast, barrier; then the faults: abort, a rank
+ *                          killed, a collective timing out.
+ *   t-comm --mpi           the same collectives as one rank of an MPI job
+ *                          (run under mpirun by tests/mpi-comm.sh).
+ *   t-comm --mpi-timeout   under mpirun: rank 1 sleeps, rank 0 must time out.
+ *   t-comm --serve N [--fail-rank R --fail-after K] [--marker WORD]
+ *                          N ranks all-reduce in a loop until a stop signal,
+ *                          as the trainer does; each writes rank-R.pid in the
+ *                          current directory (for tests/dist-launch.sh).
+ *
+ * Every rank computes every rank's input (a hash of rank and index), so each
+ * knows the exact expected sum ((x0 + x1) + x2) + ... without communication.
+ * Results of the fault tests travel to the test's parent through a shared
+ * page mapped before the fork. */
+#include "config.h"
+#include "comm.h"
+#include "launch.h"
+#include "util.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+static int exit_code; /* a rank whose collective failed as the test wanted exits 1 */
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "t-comm: %s:%d: ", __FILE__, __LINE__);       \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+            failures++;                                                    \
+        }                                                                  \
+    } while (0)
+
+/* ---- inputs ------------------------------------------------------------------ */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Values of widely different magnitudes, so that the order of summation
+ * changes the rounded result and a wrong order is caught. */
+static double input(int rank, size_t i, uint64_t salt)
+{
+    uint64_t h = mix(salt * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)rank << 48) ^ i);
+    double u = (double)(h >> 11) / 9007199254740992.0 * 2 - 1;
+    return ldexp(u, (int)(h % 24) - 12);
+}
+
+static void fill_f32(float *x, size_t n, int rank, uint64_t salt)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)input(rank, i, salt);
+}
+
+static void serial_f32(float *y, size_t n, int world, uint64_t salt)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s = (float)input(0, i, salt);
+        for (int k = 1; k < world; k++) s += (float)input(k, i, salt);
+        y[i] = s;
+    }
+}
+
+/* ---- the collectives, on any transport ---------------------------------------------- */
+
+static int check_allreduce_f32(agn_comm *c, size_t n, uint64_t salt)
+{
+    float *x = agn_xmalloc((n ? n : 1) * sizeof *x), *y = agn_xmalloc((n ? n : 1) * sizeof *y);
+    fill_f32(x, n, c->rank, salt);
+    serial_f32(y, n, c->world, salt);
+    int rc = agn_comm_allreduce(c, x, n, AGN_F32);
+    CHECK(rc == 0, "rank %d: all-reduce of %zu floats: %s", c->rank, n, agn_errmsg());
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += memcmp(&x[i], &y[i], sizeof *x) != 0;
+    CHECK(bad == 0, "rank %d W %d: all-reduce of %zu floats: %zu differ from the serial sum", c->rank,
+          c->world, n, bad);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static void check_allreduce_f64(agn_comm *c, size_t n, uint64_t salt)
+{
+    double *x = agn_xmalloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = input(c->rank, i, salt);
+    CHECK(agn_comm_allreduce(c, x, n, AGN_F64) == 0, "rank %d: f64 all-reduce: %s", c->rank,
+          agn_errmsg());
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s = input(0, i, salt);
+        for (int k = 1; k < c->world; k++) s += input(k, i, salt);
+        bad += memcmp(&s, &x[i], sizeof s) != 0;
+    }
+    CHECK(bad == 0, "rank %d: f64 all-reduce of %zu: %zu differ", c->rank, n, bad);
+    free(x);
+}
+
+/* Several requests in flight, waited in order or in reverse, with a
+ * broadcast between the starts and the waits. */
+static void check_inflight(agn_comm *c, int reverse)
+{
+    enum { K = 6 };
+    static const size_t sizes[K] = {1, 5, 4099, 30001, 2, 100003};
+    float *x[K], *y[K];
+    agn_comm_req *req[K];
+    for (int k = 0; k < K; k++) {
+        x[k] = agn_xmalloc(sizes[k] * sizeof(float));
+        y[k] = agn_xmalloc(sizes[k] * sizeof(float));
+        fill_f32(x[k], sizes[k], c->rank, 100 + (uint64_t)k);
+        serial_f32(y[k], sizes[k], c->world, 100 + (uint64_t)k);
+        CHECK(agn_comm_allreduce_start(c, x[k], sizes[k], AGN_F32, &req[k]) == 0, "start: %s",
+              agn_errmsg());
+    }
+    int32_t b[3] = {0, 0, 0};
+    if (c->rank == c->world - 1) b[0] = 7, b[1] = -3, b[2] = c->world;
+    CHECK(agn_comm_broadcast(c, b, 12, AGN_U8, c->world - 1) == 0, "broadcast: %s", agn_errmsg());
+    CHECK(b[0] == 7 && b[1] == -3 && b[2] == c->world, "rank %d: broadcast between requests: %d %d %d",
+          c->rank, b[0], b[1], b[2]);
+    for (int j = 0; j < K; j++) {
+        int k = reverse ? K - 1 - j : j;
+        CHECK(agn_comm_wait(c, req[k]) == 0, "wait %d: %s", k, agn_errmsg());
+        CHECK(memcmp(x[k], y[k], sizes[k] * sizeof(float)) == 0,
+              "rank %d W %d: in-flight request %d (%zu floats) differs from the serial sum", c->rank,
+              c->world, k, sizes[k]);
+        free(x[k]);
+        free(y[k]);
+    }
+}
+
+static void check_broadcast(agn_comm *c, size_t n, int root)
+{
+    float *x = agn_xmalloc(n * sizeof *x), *y = agn_xmalloc(n * sizeof *y);
+    fill_f32(y, n, root, 7);
+    if (c->rank == root) memcpy(x, y, n * sizeof *x);
+    else
+        for (size_t i = 0; i < n; i++) x[i] = -1;
+    CHECK(agn_comm_broadcast(c, x, n, AGN_F32, root) == 0, "broadcast: %s", agn_errmsg());
+    CHECK(memcmp(x, y, n * sizeof *x) == 0, "rank %d: broadcast of %zu from %d differs", c->rank, n,
+          root);
+    free(x);
+    free(y);
+}
+
+/* Every rank arrives at a different time; none may leave before all came.
+ * COUNTER is shared by the ranks (local: a shared page; mpi: NULL, checked
+ * with an all-reduce of arrival times instead). */
+static void check_barrier(agn_comm *c, _Atomic int *counter, int round)
+{
+    struct timespec ts = {0, 20000000L * c->rank};
+    nanosleep(&ts, NULL);
+    double arrived = agn_now();
+    if (counter) atomic_fetch_add(counter, 1);
+    CHECK(agn_comm_barrier(c) == 0, "barrier: %s", agn_errmsg());
+    double left = agn_now();
+    if (counter)
+        CHECK(atomic_load(counter) >= c->world * round, "rank %d left the barrier with %d of %d arrived",
+              c->rank, atomic_load(counter), c->world * round);
+    /* the last to arrive came >= 20 ms * (W-1) after rank 0 arrived */
+    if (c->rank == 0 && c->world > 1)
+        CHECK(left - arrived >= 0.015 * (c->world - 1), "rank 0 left the barrier after %.3f s only",
+              left - arrived);
+}
+
+static void collectives(agn_comm *c, _Atomic int *counter, int big)
+{
+    static const size_t sizes[] = {1, 2, 3, 7, 17, 1001, 65537};
+    for (size_t i = 0; i < AGN_ARRAY_LEN(sizes); i++) check_allreduce_f32(c, sizes[i], 1 + i);
+    if (big) check_allreduce_f32(c, 3000017, 99); /* 12 MB: crosses 4 MiB slots */
+    check_allreduce_f64(c, 4097, 5);
+    check_inflight(c, 0);
+    check_inflight(c, 1);
+    check_broadcast(c, 1, 0);
+    check_broadcast(c, 12345, c->world - 1);
+    if (big) check_broadcast(c, 1500007, c->world / 2);
+    check_barrier(c, counter, 1);
+    check_barrier(c, counter, 2);
+}
+
+/* ---- the local transport: forked ranks ---------------------------------------------- */
+
+typedef struct {
+    _Atomic int counter;
+    int ok[8];          /* per rank: 1 when its own checks passed */
+    double elapsed[8];  /* per rank: seconds its failing call took */
+    char msg[8][512];   /* per rank: the error it saw */
+} shared_page;
+
+static shared_page *page;
+
+/* Runs BODY in W forked ranks; returns the launch status, message in ERR. */
+static int run_ranks(int world, double timeout_s, size_t slot, void (*body)(agn_comm *), char *err,
+                     size_t errlen)
+{
+    memset(page, 0, sizeof *page);
+    agn_launch_opts o = {.ranks = world, .timeout_s = timeout_s, .slot_bytes = slot,
+                         .grace_s = 2, .catch_stop = 1};
+    agn_comm *c;
+    int status;
+    int rc = agn_launch(&o, &c, &status);
+    if (rc == AGN_LAUNCH_RANK) {
+        int r = c->rank;
+        failures = exit_code = 0;
+        body(c);
+        agn_comm_free(c);
+        page->ok[r] = failures == 0;
+        if (world > 1) _exit(failures || exit_code ? 1 : 0);
+        return failures ? 1 : 0;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", agn_errmsg());
+        return -1;
+    }
+    snprintf(err, errlen, "%s", status ? agn_errmsg() : "");
+    return status;
+}
+
+static void body_collectives(agn_comm *c) { collectives(c, &page->counter, 1); }
+static void body_small_slot(agn_comm *c)
+{
+    /* a 64-byte slot: every buffer goes through many pieces */
+    check_allreduce_f32(c, 1, 1);
+    check_allreduce_f32(c, 33, 2);
+    check_allreduce_f32(c, 1001, 3);
+    check_allreduce_f64(c, 77, 4);
+    check_broadcast(c, 999, c->world - 1);
+    check_inflight(c, 0);
+}
+
+static void note_failure(agn_comm *c, int rc, double t0)
+{
+    page->elapsed[c->rank] = agn_now() - t0;
+    if (rc != 0) exit_code = 1;
+    snprintf(page->msg[c->rank], sizeof page->msg[c->rank], "%s", rc ? agn_errmsg() : "(no error)");
+}
+
+/* The last rank aborts; the others' next all-reduce must fail fast. */
+static void body_abort(agn_comm *c)
+{
+    CHECK(agn_comm_barrier(c) == 0, "barrier: %s", agn_errmsg());
+    if (c->rank == c->world - 1) {
+        agn_comm_abort(c, "injected by t-comm");
+        CHECK(agn_comm_barrier(c) != 0, "the aborting rank's own next call succeeded");
+        return;
+    }
+    float x[100] = {0};
+    double t0 = agn_now();
+    int rc = agn_comm_allreduce(c, x, 100, AGN_F32);
+    note_failure(c, rc, t0);
+    /* and every later call fails too, at once */
+    CHECK(agn_comm_barrier(c) != 0, "a call after the abort succeeded");
+}
+
+/* Rank 1 is killed with SIGKILL; the others wait on it in an all-reduce. */
+static void body_killed(agn_comm *c)
+{
+    CHECK(agn_comm_barrier(c) == 0, "barrier: %s", agn_errmsg());
+    if (c->rank == 1) raise(SIGKILL);
+    float x[1000] = {0};
+    double t0 = agn_now();
+    int rc = agn_comm_allreduce(c, x, 1000, AGN_F32);
+    note_failure(c, rc, t0);
+}
+
+/* Rank 1 is stuck; rank 0 times out (timeout 0.5 s) and the rest follow. */
+static void body_stuck(agn_comm *c)
+{
+    CHECK(agn_comm_barrier(c) == 0, "barrier: %s", agn_errmsg());
+    if (c->rank == 1) {
+        for (int i = 0; i < 100 && !agn_stop_requested(); i++) {
+            struct timespec ts = {0, 50000000L};
+            nanosleep(&ts, NULL);
+        }
+        return;
+    }
+    float x[10] = {0};
+    double t0 = agn_now();
+    int rc = agn_comm_allreduce(c, x, 10, AGN_F32);
+    note_failure(c, rc, t0);
+}
+
+static int test_local(void)
+{
+    char err[1024];
+    page = mmap(NULL, sizeof *page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        perror("t-comm: mmap");
+        return 1;
+    }
+    int small = getenv("AGN_TEST_SANITIZED") != NULL;
+
+    for (int w = 1; w <= 4; w++) {
+        double t0 = agn_now();
+        int st = run_ranks(w, 20, 0, body_collectives, err, sizeof err);
+        CHECK(st == 0, "W %d: collectives: status %d: %s", w, st, err);
+        for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d: rank %d failed its checks", w, r);
+        printf("ok - local W=%d: all-reduce bit-exact vs serial sum (sizes 1..3000017), in-flight, "
+               "broadcast, barrier (%.2f s)\n", w, agn_now() - t0);
+    }
+    for (int w = 2; w <= (small ? 2 : 3); w++) {
+        int st = run_ranks(w, 20, 64, body_small_slot, err, sizeof err);
+        CHECK(st == 0, "W %d: 64-byte slots: status %d: %s", w, st, err);
+        for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d (64-byte slots): rank %d failed", w, r);
+        printf("ok - local W=%d: buffers split in 64-byte pieces\n", w);
+    }
+
+    /* abort */
+    int st = run_ranks(3, 20, 0, body_abort, err, sizeof err);
+    CHECK(st == 1 && strstr(err, "exited with status 1"), "abort: launch status %d (%s), expected 1", st, err);
+    for (int r = 0; r < 2; r++) {
+        CHECK(strstr(page->msg[r], "injected by t-comm") && strstr(page->msg[r], "rank 2"),
+              "abort: rank %d saw '%s'", r, page->msg[r]);
+        CHECK(page->elapsed[r] < 1.0, "abort: rank %d waited %.3f s", r, page->elapsed[r]);
+    }
+    for (int r = 0; r < 3; r++) CHECK(page->ok[r], "abort: rank %d failed its checks", r);
+    printf("ok - abort by rank 2 fails the others' waits in %.1f ms and %.1f ms: %s\n",
+           1e3 * page->elapsed[0], 1e3 * page->elapsed[1], page->msg[0]);
+
+    /* a rank killed */
+    st = run_ranks(3, 20, 0, body_killed, err, sizeof err);
+    CHECK(st == 1, "killed: launch status %d, expected 1", st);
+    CHECK(strstr(err, "rank 1") && strstr(err, "SIGKILL"), "killed: launcher said '%s'", err);
+    for (int r = 0; r < 3; r += 2) {
+        CHECK(strstr(page->msg[r], "rank 1") && strstr(page->msg[r], "SIGKILL"),
+              "killed: rank %d saw '%s'", r, page->msg[r]);
+        CHECK(page->elapsed[r] < 1.0, "killed: rank %d waited %.3f s", r, page->elapsed[r]);
+    }
+    printf("ok - rank 1 killed: others fail in %.1f ms and %.1f ms; launcher: %s\n",
+           1e3 * page->elapsed[0], 1e3 * page->elapsed[2], err);
+
+    /* a stuck rank: timeout */
+    double t0 = agn_now();
+    st = run_ranks(3, 0.5, 0, body_stuck, err, sizeof err);
+    double total = agn_now() - t0;
+    CHECK(st == 1, "stuck: launch status %d, expected 1", st);
+    CHECK(strstr(page->msg[0], "timed out") && strstr(page->msg[2], "rank"),
+          "stuck: ranks saw '%s' and '%s'", page->msg[0], page->msg[2]);
+    for (int r = 0; r < 3; r += 2)
+        CHECK(page->elapsed[r] > 0.4 && page->elapsed[r] < 2.0, "stuck: rank %d failed after %.3f s",
+              r, page->elapsed[r]);
+    CHECK(total < 3.0, "stuck: the job took %.1f s", total);
+    for (int r = 0; r < 3; r++) CHECK(page->ok[r], "stuck: rank %d failed its checks", r);
+    printf("ok - stuck rank: timed out after %.3f s: %s (job %.1f s)\n", page->elapsed[0],
+           page->msg[0], total);
+
+    munmap(page, sizeof *page);
+    return failures ? 1 : 0;
+}
+
+/* ---- mpi ------------------------------------------------------------------------ */
+
+static int test_mpi(int stuck)
+{
+    agn_launch_opts o = {.ranks = 0, .timeout_s = stuck ? 1.0 : 30};
+    agn_comm *c;
+    int status;
+    if (!agn_mpi_launched(NULL, NULL)) {
+        fprintf(stderr, "t-comm: --mpi: not started by mpirun\n");
+        return 1;
+    }
+    if (agn_launch(&o, &c, &status) != AGN_LAUNCH_RANK) {
+        fprintf(stderr, "t-comm: %s\n", agn_errmsg());
+        return 1;
+    }
+    if (strcmp(c->ops->name, "mpi") != 0 || c->world < 2) {
+        fprintf(stderr, "t-comm: transport %s, world %d\n", c->ops->name, c->world);
+        return 1;
+    }
+    if (stuck) {
+        if (c->rank == 1) {
+            sleep(20); /* mpirun's abort ends this */
+            return 0;
+        }
+        float x[4] = {0};
+        double t0 = agn_now();
+        if (agn_comm_allreduce(c, x, 4, AGN_F32) == 0) {
+            fprintf(stderr, "t-comm: rank 0: the all-reduce with a sleeping rank succeeded\n");
+            return 1;
+        }
+        fprintf(stderr, "t-comm: rank %d: %s (after %.2f s)\n", c->rank, agn_errmsg(), agn_now() - t0);
+        agn_comm_abort(c, agn_errmsg());
+        return 1;
+    }
+    collectives(c, NULL, 1);
+    printf("%s - mpi rank %d of %d (local %d of %d): all-reduce bit-exact vs serial sum, in-flight, "
+           "broadcast, barrier\n", failures ? "not ok" : "ok", c->rank, c->world, c->local_rank,
+           c->local_world);
+    agn_comm_free(c);
+    return failures ? 1 : 0;
+}
+
+/* ---- serve: the trainer's loop, for the launcher's shell test ----------------------- */
+
+static int serve(int n, int fail_rank, long fail_after)
+{
+    agn_launch_opts o = {.ranks = n, .timeout_s = 10, .grace_s = 2, .stop_grace_s = 10, .catch_stop = 1};
+    agn_comm *c;
+    int status;
+    int rc = agn_launch(&o, &c, &status);
+    if (rc < 0) {
+        fprintf(stderr, "t-comm: %s\n", agn_errmsg());
+        return 1;
+    }
+    if (rc == AGN_LAUNCH_DONE) {
+        if (status) fprintf(stderr, "t-comm: %s\n", agn_errmsg());
+        return status;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "rank-%d.pid", c->rank);
+    FILE *f = fopen(name, "w");
+    if (f) {
+        fprintf(f, "%ld\n", (long)getpid());
+        fclose(f);
+    }
+    float x[4096];
+    int code = 0;
+    for (long it = 0;; it++) {
+        if (c->rank == fail_rank && it == fail_after) {
+            fprintf(stderr, "t-comm: rank %d: injected failure at iteration %ld\n", c->rank, it);
+            agn_comm_free(c);
+            return 1;
+        }
+        for (int i = 0; i < 4096; i++) x[i] = (float)(c->rank + i);
+        if (agn_comm_allreduce(c, x, 4096, AGN_F32) != 0) {
+            fprintf(stderr, "t-comm: rank %d: %s\n", c->rank, agn_errmsg());
+            code = 1;
+            break;
+        }
+        /* stop together: every rank learns at the same iteration */
+        float stop = (float)agn_stop_requested();
+        if (agn_comm_allreduce(c, &stop, 1, AGN_F32) != 0) {
+            fprintf(stderr, "t-comm: rank %d: %s\n", c->rank, agn_errmsg());
+            code = 1;
+            break;
+        }
+        if (stop > 0) {
+            if (c->rank == 0) printf("stopped at iteration %ld\n", it);
+            code = agn_stop_requested() ? 128 + agn_stop_requested() : 0;
+            break;
+        }
+        struct timespec ts = {0, 2000000L};
+        nanosleep(&ts, NULL);
+    }
+    agn_comm_free(c);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    agn_set_progname(argv[0]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 1) return test_local();
+    if (strcmp(argv[1], "--mpi") == 0) return test_mpi(0);
+    if (strcmp(argv[1], "--mpi-timeout") == 0) return test_mpi(1);
+    if (strcmp(argv[1], "--serve") == 0 && argc >= 3) {
+        long n, fail_rank = -1, fail_after = -1;
+        if (agn_parse_long(argv[2], 1, 64, "ranks", &n) != 0) {
+            fprintf(stderr, "t-comm: %s\n", agn_errmsg());
+            return 2;
+        }
+        for (int i = 3; i + 1 < argc; i += 2) {
+            if (strcmp(argv[i], "--fail-rank") == 0) agn_parse_long(argv[i + 1], 0, 63, "rank", &fail_rank);
+            else if (strcmp(argv[i], "--fail-after") == 0)
+                agn_parse_long(argv[i + 1], 0, 1L << 30, "iterations", &fail_after);
+            /* --marker WORD: only there for pgrep */
+        }
+        return serve((int)n, (int)fail_rank, fail_after);
+    }
+    fprintf(stderr, "usage: t-comm [--mpi | --mpi-timeout | --serve N [--fail-rank R --fail-after K] "
+                    "[--marker WORD]]\n");
+    return 2;
+}
