@@ -18,13 +18,14 @@ sat	3
 on	2
 mat	1
 .	1
+#	1
 V
-printf '0\tthe cat sat on the mat .\n1\tthe dog sat\n-\t\n3\tthe the the the the the the the the the cat\n2\tzebra\n0\t<pad> on\n3\tmat\n' > s.txt
+printf '0\tthe cat sat on the mat .\n1\tthe dog sat\n-\t\n3\tthe the the the the the the the the the cat\n2\tzebra\n0\t<pad> on\n3\tmat #\n' > s.txt
 L=5
 
 # expect.awk: the stream as a shard gives it back
 cat > expect.awk <<'A'
-FNR == NR { if ($0 !~ /^#/) { split($0, f, "\t"); inv[f[1]] = 1; ids[f[1]] = n++ } next }
+FNR == NR { if (!body && /^#/) next; body = 1; split($0, f, "\t"); inv[f[1]] = 1; next }
 {
     tab = index($0, "\t"); lab = substr($0, 1, tab - 1); k = split(substr($0, tab + 1), t, " ")
     out = ""; m = 0
@@ -42,14 +43,15 @@ agn-shard -q -v vocab.txt -L $L -o out/s s.txt
 [ -f out/s-00000.agns ] && [ ! -e out/s-00001.agns ] || fail "expected exactly one shard"
 agn-shard --dump -v vocab.txt out/s-00000.agns > got.txt
 cmp -s got.txt want.txt || { diff got.txt want.txt >&2; fail "dump differs from the expectation"; }
-ok "dump round trip: unknown tokens, <pad>, truncation, empty example"
+grep -q '^3	mat #$' want.txt || fail "the token '#' is not in the expectation"
+ok "dump round trip: unknown tokens, <pad>, '#', truncation, empty example"
 
 # --info agrees with the stream
 agn-shard --info out/s-00000.agns > info.txt
 ntok=$(awk -F '\t' '{ n += split($2, t, " ") } END { print n }' want.txt)
 grep -q "^  examples         7$" info.txt || fail "--info examples"
 grep -q "^  tokens           $ntok$" info.txt || fail "--info tokens ($ntok)"
-grep -q "^  vocab size       8$" info.txt || fail "--info vocab size"
+grep -q "^  vocab size       9$" info.txt || fail "--info vocab size"
 grep -q "^  max len          5$" info.txt || fail "--info max len"
 grep -q " 0: 2 (28.57%) 1: 1 (14.29%) 2: 1 (14.29%) 3: 2 (28.57%)  -: 1$" info.txt ||
     { cat info.txt >&2; fail "--info class balance"; }
@@ -61,7 +63,9 @@ if [ -n "$PY" ]; then
 cat > check.py <<'P'
 import struct, sys, zlib
 path, vocab, want = sys.argv[1], sys.argv[2], sys.argv[3]
-toks = [l.split("\t")[0] for l in open(vocab) if not l.startswith("#")]
+lines = open(vocab).read().splitlines()
+while lines and lines[0].startswith("#"): lines.pop(0)
+toks = [l.split("\t")[0] for l in lines]
 b = open(path, "rb").read()
 magic, ver, flags, n, nt, V, L, C, vcrc, pb, pcrc, hcrc = struct.unpack("<8sIIQQIIIIQII", b[:64])
 assert magic == b"AGNSHRD1" and ver == 1, (magic, ver)
