@@ -715,10 +715,20 @@ static void md_r(FILE *fp, double R, int kind)
     else fprintf(fp, "%.2f", R);
 }
 
+/* 2847236 -> "2.85M" */
+static void fmt_params(char *buf, size_t n, long p)
+{
+    if (p >= 1000000) snprintf(buf, n, "%.3gM", (double)p / 1e6);
+    else if (p >= 1000) snprintf(buf, n, "%.3gk", (double)p / 1e3);
+    else snprintf(buf, n, "%ld", p);
+}
+
 static void group_title(FILE *fp, const agn_sum_group *g)
 {
+    char ps[32];
+    fmt_params(ps, sizeof ps, g->params);
     md_text(fp, g->config);
-    fprintf(fp, ": %ld parameters, global batch %ld, data ", g->params, g->global_batch);
+    fprintf(fp, ": %s parameters, global batch %ld, data ", ps, g->global_batch);
     md_text(fp, g->data_id);
     fputs(", backend ", fp);
     md_text(fp, g->backend);
@@ -1068,11 +1078,8 @@ static char *group_key(const agn_summary *s, const agn_sum_group *g)
     int dup = 0;
     for (int k = 0; k < s->n_groups; k++)
         if (&s->groups[k] != g && same_str(s->groups[k].config, g->config)) dup = 1;
-    double p = (double)g->params;
     char ps[32];
-    if (p >= 1e6) snprintf(ps, sizeof ps, "%.1fM", p / 1e6);
-    else if (p >= 1e3) snprintf(ps, sizeof ps, "%.0fk", p / 1e3);
-    else snprintf(ps, sizeof ps, "%.0f", p);
+    fmt_params(ps, sizeof ps, g->params);
     if (dup)
         return xasprintf("%s (%s params, batch %ld, data %s, %s)", g->config, ps, g->global_batch,
                          g->data_id, g->backend);
