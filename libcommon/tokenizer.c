@@ -276,11 +276,13 @@ static uint32_t numeric_cp(uint32_t n)
     return n;
 }
 
-/* O is just past the text before a ';' (BASE..O, nothing before BASE may be
- * looked at: it is earlier decoded output or the start).  If the text ends
- * in a character reference, replaces it with its character and returns the
- * new end; else returns NULL. */
-static unsigned char *entity(unsigned char *base, unsigned char *o)
+/* O is just past the text before a ';'.  Nothing before BASE may be looked
+ * at: it is earlier decoded output (BASE > START) or nothing (BASE == START).
+ * If the text ends in a character reference, replaces it with its character
+ * and returns the new end; else returns NULL.  A bare reference (no '&') is
+ * not taken right after a ';' or a decoded reference, so that decoded text
+ * is never decoded again ("&amp;lt;" is "&lt;"). */
+static unsigned char *entity(unsigned char *start, unsigned char *base, unsigned char *o)
 {
     unsigned char *q = o;
     /* decimal: "&#39" or "#39" */
@@ -288,6 +290,7 @@ static unsigned char *entity(unsigned char *base, unsigned char *o)
     if (q < o && o - q <= 7 && q > base && q[-1] == '#') {
         unsigned char *hash = q - 1;
         int amp = hash > base && hash[-1] == '&';
+        if (!amp && (hash > base ? hash[-1] == ';' : base > start)) return NULL;
         uint32_t n = 0;
         for (unsigned char *d = q; d < o; d++) n = n * 10 + (uint32_t)(*d - '0');
         if (amp || n >= 32) return put_utf8(amp ? hash - 1 : hash, numeric_cp(n));
@@ -309,7 +312,7 @@ static unsigned char *entity(unsigned char *base, unsigned char *o)
     size_t len = (size_t)(o - q);
     if (len < 2 || len > ENTITY_NAME_MAX) return NULL;
     int amp = q > base && q[-1] == '&';
-    if (!amp && q > base && isdig[q[-1]]) return NULL;
+    if (!amp && (q > base ? isdig[q[-1]] || q[-1] == ';' : base > start)) return NULL;
     for (size_t i = 0; i < AGN_ARRAY_LEN(entities); i++) {
         const struct entity *en = &entities[i];
         if ((amp || en->bare) && strlen(en->name) == len && memcmp(en->name, q, len) == 0)
@@ -325,7 +328,7 @@ size_t agn_tok_clean(const char *s, size_t n, char *out)
      * between them with memcpy. */
     const char *p = s, *e = s + n;
     const char *bs = memchr(p, '\\', n), *sc = memchr(p, ';', n);
-    unsigned char *o = (unsigned char *)out, *base = o;
+    unsigned char *o = (unsigned char *)out, *base = o, *start = o;
     for (;;) {
         const char *nx = !bs ? sc : !sc ? bs : sc < bs ? sc : bs;
         if (!nx) {
@@ -340,7 +343,7 @@ size_t agn_tok_clean(const char *s, size_t n, char *out)
             *o++ = ' ';
             bs = memchr(p, '\\', (size_t)(e - p));
         } else {
-            unsigned char *d = entity(base, o);
+            unsigned char *d = entity(start, base, o);
             if (d) base = o = d;
             else *o++ = ';';
             sc = memchr(p, ';', (size_t)(e - p));

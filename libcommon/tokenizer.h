@@ -10,8 +10,9 @@
  *      typographic and Latin-1 ones) and numeric ones (&#39; &#x27;), and,
  *      as AG News lost many an '&', the bare forms "#39;" (any decimal
  *      number from 32) and "amp;" "lt;" "gt;" "quot;" "apos;" "nbsp;"
- *      "hellip;" when no letter or digit comes just before them.  Decoded
- *      text is not decoded again ("&amp;lt;" gives "&lt;").
+ *      "hellip;" when no letter or digit comes just before them; a bare
+ *      form is never taken right after a ';' (or a decoded reference), so
+ *      decoded text is not decoded again ("&amp;lt;" gives "&lt;").
  *   2. split: HTML tags with a known name ("<b>", "</A>", "<a href=...>",
  *      "<br/>", "<!-- -->"), literal or decoded, become a space; then
  *      lower-casing and the split into tokens: a run of letters and digits

@@ -49,7 +49,7 @@ static void usage(void)
            "                        default), tsv (CLASS<TAB>text), text (one text per\n"
            "                        line, label -)\n"
            "  -o, --output=FILE     write to FILE (atomically) instead of standard output\n"
-           "  -c, --classes=N       classes are 1..N in the input (default 4)\n"
+           "  -C, --classes=N       classes are 1..N in the input (default 4)\n"
            "      --max-record=SIZE longest record accepted, e.g. 64M (default 8M)\n"
            "      --skip-bad        skip malformed rows, count them and report the count\n"
            "  -q, --quiet           no progress, no warnings, no skipped-row messages\n"
@@ -323,7 +323,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},
-        {"classes", required_argument, NULL, 'c'},
+        {"classes", required_argument, NULL, 'C'},
         {"max-record", required_argument, NULL, OPT_MAX_RECORD},
         {"skip-bad", no_argument, NULL, OPT_SKIP_BAD},
         {"quiet", no_argument, NULL, 'q'},
@@ -337,7 +337,7 @@ int main(int argc, char **argv)
     s.max_record = (size_t)8 << 20;
     const char *output = "-";
     int c;
-    while ((c = getopt_long(argc, argv, "f:o:c:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:o:C:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             if (strcmp(optarg, "csv") == 0) s.format = FMT_CSV;
@@ -348,7 +348,7 @@ int main(int argc, char **argv)
         case 'o':
             output = optarg;
             break;
-        case 'c': {
+        case 'C': {
             long v;
             if (agn_parse_long(optarg, 1, 255, "--classes", &v) < 0)
                 return agn_usage_error("%s", agn_errmsg());

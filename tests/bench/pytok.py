@@ -65,11 +65,13 @@ def numeric(n):
 
 _names = "|".join(sorted(NAMED, key=len, reverse=True))
 _bare = "|".join(BARE)
+# Bare forms (no '&') are not taken right after a ';', which is also where
+# an earlier reference ended: decoded text is not decoded again.
 ENTITY = re.compile(
     r"&#[xX]([0-9A-Fa-f]{1,6});"          # 1: hexadecimal, '&' required
-    r"|(&?)#([0-9]{1,7});"                # 2, 3: decimal, '&' optional
+    r"|(&|(?<!;))#([0-9]{1,7});"          # 2, 3: decimal, '&' optional
     r"|&(" + _names + r");"               # 4: named
-    r"|(?<![A-Za-z0-9])(" + _bare + r");",  # 5: bare named
+    r"|(?<![A-Za-z0-9;])(" + _bare + r");",  # 5: bare named
     re.ASCII)
 
 
