@@ -156,6 +156,20 @@ static int read_file(agn_summary *s, const char *file)
     int first_run = s->n_runs;
     agn_csvread *cr = agn_csvread_open(file);
     if (!cr) return -1;
+    struct stat st;
+    if (strcmp(file, "-") != 0 && stat(file, &st) == 0) {
+        for (int i = 0; i < s->n_seen; i++)
+            if (s->seen[i][0] == (unsigned long long)st.st_dev &&
+                s->seen[i][1] == (unsigned long long)st.st_ino) {
+                agn_seterr("%s: given twice (it would count twice)", file);
+                agn_csvread_close(cr);
+                return -1;
+            }
+        s->seen = agn_xrealloc(s->seen, (size_t)(s->n_seen + 1) * sizeof *s->seen);
+        s->seen[s->n_seen][0] = (unsigned long long)st.st_dev;
+        s->seen[s->n_seen][1] = (unsigned long long)st.st_ino;
+        s->n_seen++;
+    }
     const char *name = agn_csvread_name(cr);
     char **f;
     int nf, rc = agn_csvread_next(cr, &f, &nf);
@@ -679,6 +693,7 @@ void agn_summary_free(agn_summary *s)
     free(s->groups);
     for (int i = 0; i < s->n_notes; i++) free(s->notes[i]);
     free(s->notes);
+    free(s->seen);
     memset(s, 0, sizeof *s);
 }
 

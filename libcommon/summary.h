@@ -78,13 +78,17 @@ typedef struct {
     int n_groups;
     char **notes;
     int n_notes;
+    /* files read so far (device, inode), to refuse one given twice */
+    unsigned long long (*seen)[2];
+    int n_seen;
 } agn_summary;
 
 /* Reads one input: a run directory (its metrics.csv) or a metrics file
  * ("-" is stdin).  Rows whose identity (world size, config, params, global
  * batch, data id, backend) changes within a file start a new run.  -1 with
- * "FILE:LINE: reason" on a missing file or column, a bad number, or a file
- * with no rows. */
+ * "FILE:LINE: reason" on a missing file or column, a bad number, a file
+ * with no rows, or a file already read (the same run given twice would
+ * count twice). */
 int agn_summary_read(agn_summary *s, const char *path);
 
 /* Groups the runs and derives every figure and the verdicts.  With SINGLE,

@@ -63,7 +63,8 @@ expect_fail 1 "quote/metrics.csv:2: quoted field not closed" agn-summarize quote
 mkdir frac
 { echo "$HEADER"; row 1 1.5 32 2; } > frac/metrics.csv
 expect_fail 1 "frac/metrics.csv:2: column 'world_size': '1.5' is not a whole number" agn-summarize frac
-ok "missing file or column, bad number, empty file, no rows, short row, open quote"
+expect_fail 1 "ok1/metrics.csv: given twice" agn-summarize ok1 ok2 ok1/
+ok "missing file or column, bad number, empty file, no rows, short row, open quote, a run given twice"
 
 # every bad input is reported in one pass, and no table is written
 expect_fail 1 "2 of 4 inputs unreadable: no summary written" agn-summarize -o out.md ok1 nan ok2 empty
