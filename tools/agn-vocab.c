@@ -104,15 +104,12 @@ int main(int argc, char **argv)
     agn_tokcount_entry *e = agn_tokcount_sorted(tc, &distinct);
     /* A stream token that spells a special maps to the special's id; it
      * takes no second place in the list. */
-    uint64_t kept_occ = 0, specials_occ = 0;
+    uint64_t kept_occ = 0;
     size_t keep = 0, limit = (size_t)size - 2;
     for (size_t i = 0; i < distinct; i++) {
         int special = (e[i].len == 5 && (memcmp(e[i].tok, AGN_PAD_TOKEN, 5) == 0 ||
                                          memcmp(e[i].tok, AGN_UNK_TOKEN, 5) == 0));
-        if (special) {
-            specials_occ += e[i].count;
-            continue;
-        }
+        if (special) continue; /* its occurrences count as <unk> below */
         if (keep < limit && e[i].count >= (uint64_t)min_count) {
             e[keep++] = e[i];
             kept_occ += e[i].count;
@@ -120,7 +117,6 @@ int main(int argc, char **argv)
     }
     uint64_t unk = tokens - kept_occ;
     double coverage = tokens ? (double)kept_occ / (double)tokens : 0.0;
-    (void)specials_occ;
 
     agn_out o;
     if (agn_out_open(&o, output) != 0) {
