@@ -86,6 +86,7 @@ void agn_catch_stop_signals(void)
 }
 
 int agn_stop_requested(void) { return stop_sig; }
+volatile sig_atomic_t *agn_stop_flag(void) { return &stop_sig; }
 
 /* ---- the supervisor ------------------------------------------------------------ */
 

@@ -21,6 +21,8 @@
 
 #include "comm.h"
 
+#include <signal.h>
+
 typedef struct {
     int ranks;         /* forked ranks (1: no fork); under MPI 0, 1 or the MPI world size */
     double timeout_s;  /* collective timeout; <= 0: AGN_COMM_TIMEOUT_DEFAULT */
@@ -46,6 +48,8 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status);
  * SIGTERM, SIGHUP), or 0.  The first one only sets this flag; a second one
  * acts as it would have without agn (the previous handler, or death). */
 int agn_stop_requested(void);
+/* The flag itself, for code that polls a sig_atomic_t (train.h's stop). */
+volatile sig_atomic_t *agn_stop_flag(void);
 /* Installs the stop handlers in this process (agn_launch does it in ranks
  * when catch_stop is set). */
 void agn_catch_stop_signals(void);

@@ -14,8 +14,10 @@
 #include "vocab.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -776,6 +778,54 @@ static const char *last_good(const trainer *t, char *buf, size_t n)
     return buf;
 }
 
+/* ---- test hooks (environment variables kept for the tests) ------------------------------ */
+
+/* AGN_TEST_TRACE_BATCHES=FILE: every rank appends one line per step,
+ * "EPOCH STEP RANK: I I ...", the global indices of the examples it trains
+ * on; the union over ranks must be the one-rank batch. */
+static void test_trace_batch(const trainer *t, const uint64_t *idx, long n)
+{
+    static int fd = -2;
+    if (fd == -2) {
+        const char *p = getenv("AGN_TEST_TRACE_BATCHES");
+        fd = p && *p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
+    }
+    if (fd < 0) return;
+    size_t cap = 64 + (size_t)n * 21, len;
+    char *line = agn_xmalloc(cap);
+    len = (size_t)snprintf(line, cap, "%u %llu %d:", t->pos.epoch + 1, (unsigned long long)t->pos.step + 1,
+                           t->rank);
+    for (long j = 0; j < n; j++) len += (size_t)snprintf(line + len, cap - len, " %llu", (unsigned long long)idx[j]);
+    line[len++] = '\n';
+    /* one write with O_APPEND: lines of concurrent ranks do not interleave */
+    if (write(fd, line, len) < 0) {}
+    free(line);
+}
+
+/* AGN_TEST_FAIL_RANK=R AGN_TEST_FAIL_STEP=S [AGN_TEST_FAIL_MODE=M]: rank R,
+ * at the start of step S (1-based), fails: M = error (default: returns an
+ * error), kill (SIGKILL itself), sleep (sleeps 60 s or until a stop signal,
+ * so the others' collective times out), sigterm / sigint (sends the signal
+ * to the job: the supervisor of forked ranks, else this process). */
+static int test_fault(const trainer *t)
+{
+    const char *r = getenv("AGN_TEST_FAIL_RANK"), *st = getenv("AGN_TEST_FAIL_STEP");
+    const char *mode = getenv("AGN_TEST_FAIL_MODE");
+    if (!r || !st || atol(r) != t->rank || atol(st) != (long)t->pos.step + 1) return 0;
+    if (!mode || !*mode || strcmp(mode, "error") == 0)
+        return agn_seterr("step %s: failure injected by AGN_TEST_FAIL_RANK", st);
+    if (strcmp(mode, "kill") == 0) raise(SIGKILL);
+    if (strcmp(mode, "sleep") == 0) {
+        for (int i = 0; i < 600 && !(t->o->stop && *t->o->stop); i++) usleep(100000);
+        return 0;
+    }
+    int sig = strcmp(mode, "sigterm") == 0 ? SIGTERM : strcmp(mode, "sigint") == 0 ? SIGINT : 0;
+    if (!sig) return agn_seterr("AGN_TEST_FAIL_MODE=%s: not error, kill, sleep, sigterm or sigint", mode);
+    int forked = t->comm->ops && t->comm->ops->name && strcmp(t->comm->ops->name, "local") == 0;
+    kill(forked ? getppid() : getpid(), sig);
+    return 0;
+}
+
 static int train_loop(trainer *t)
 {
     const agn_train_opts *o = t->o;
@@ -799,8 +849,13 @@ static int train_loop(trainer *t)
                 stop_now = 1;
                 break;
             }
-            if (o->stop && *o->stop) {
+            /* with several ranks the stop is agreed on below, with the loss */
+            if (o->stop && *o->stop && t->world == 1) {
                 stop_now = 2;
+                break;
+            }
+            if (test_fault(t) != 0) {
+                status = -1;
                 break;
             }
             double t0 = agn_now();
@@ -813,6 +868,7 @@ static int train_loop(trainer *t)
                 gidx[j] = t->perm[t->pos.cursor + (uint64_t)j];
                 tokens += (double)ex_len(&t->train, gidx[j], T);
             }
+            test_trace_batch(t, gidx + start, count);
             batch_fill(&t->bb, &t->train, gidx + start, (int)count, T, o->pad_to_max);
             t->bb.b.seed = t->cfg->seed;
             t->bb.b.epoch = epoch;
@@ -822,17 +878,18 @@ static int train_loop(trainer *t)
 
             /* ---- compute: forward, backward; buckets reduce as backward goes */
             memset(t->m.grads, 0, t->m.n_params * sizeof(float));
-            double loss_sum[1] = {0};
+            /* [1]: ranks that were asked to stop; all stop after this step */
+            double loss_sum[2] = {0, o->stop && *o->stop ? 1 : 0};
             double waited = 0;
             agn_comm_req *loss_req = NULL;
             if (count > 0) {
                 loss_sum[0] = agn_model_forward(&t->m, &t->bb.b);
-                if (agn_comm_allreduce_start(t->comm, loss_sum, 1, AGN_F64, &loss_req) != 0) {
+                if (agn_comm_allreduce_start(t->comm, loss_sum, 2, AGN_F64, &loss_req) != 0) {
                     status = -1;
                     break;
                 }
                 agn_model_backward(&t->m, &t->bb.b);
-            } else if (agn_comm_allreduce_start(t->comm, loss_sum, 1, AGN_F64, &loss_req) != 0) {
+            } else if (agn_comm_allreduce_start(t->comm, loss_sum, 2, AGN_F64, &loss_req) != 0) {
                 status = -1;
                 break;
             }
@@ -908,6 +965,10 @@ static int train_loop(trainer *t)
                          vm.loss, vm.accuracy, vm.macro_f1);
                     agn_metrics_free(&vm);
                 }
+            }
+            if (loss_sum[1] > 0) { /* a rank was asked to stop: all stop here */
+                stop_now = 2;
+                break;
             }
         }
         if (status != 0) break;

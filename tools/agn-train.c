@@ -6,6 +6,7 @@
 #include "comm.h"
 #include "runconfig.h"
 #include "device.h"
+#include "launch.h"
 #include "train.h"
 #include "util.h"
 
@@ -136,27 +137,6 @@ static int add_files(strlist *l, const char *path)
     return 0;
 }
 
-/* ---- signals ------------------------------------------------------------------ */
-
-static volatile sig_atomic_t stop_flag, stop_signal;
-
-static void on_stop(int sig)
-{
-    stop_flag = 1;
-    stop_signal = sig;
-}
-
-static void catch_stop_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sa.sa_flags = SA_RESETHAND; /* a second signal stops at once */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* ---- main ------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -285,13 +265,24 @@ int main(int argc, char **argv)
         status = AGN_EXIT_ERROR;
         goto out;
     }
-    if (ranks > 1) {
-        agn_warn("-n/--ranks %ld: forked CPU ranks are not built yet", ranks);
+    /* Ranks: forked here with -n N, or this process is one rank of an MPI
+     * job, or the only rank.  Before any thread exists: it forks. */
+    agn_cleanup_on_signals();
+    agn_launch_opts lo = {.ranks = (int)ranks, .timeout_s = comm_timeout, .catch_stop = 1};
+    agn_comm *comm = NULL;
+    int lrc = agn_launch(&lo, &comm, &status);
+    if (lrc == AGN_LAUNCH_DONE) { /* the supervisor of forked ranks */
+        if (status != 0) agn_warn_err();
+        goto out;
+    }
+    if (lrc < 0) {
+        agn_warn_err();
         status = AGN_EXIT_ERROR;
         goto out;
     }
-    if (threads == 0) threads = agn_cpu_count();
-    if (!cpu && !o.quiet) {
+    if (threads == 0) threads = agn_cpu_count() / (comm->local_world > 0 ? comm->local_world : 1);
+    if (threads < 1) threads = 1;
+    if (!cpu && !o.quiet && comm->rank == 0) {
         char buf[256];
         if (agn_cuda_device_count() > 0)
             agn_warn("training on the CPU: no CUDA backend in this build (GPU seen: %s)",
@@ -308,20 +299,23 @@ int main(int argc, char **argv)
     o.n_val = val.n;
     o.threads = (int)threads;
     o.device = agn_cpu_name(device, sizeof device);
-    o.stop = &stop_flag;
+    o.stop = agn_stop_flag();
 
-    agn_cleanup_on_signals();
-    catch_stop_signals();
-    agn_comm *comm = agn_comm_none();
-    comm->timeout_s = comm_timeout;
     int rc = agn_train(&o, comm);
-    agn_comm_free(comm);
     if (rc < 0) {
-        agn_warn_err();
+        if (comm->world > 1) {
+            agn_warn("rank %d: %s", comm->rank, agn_errmsg());
+            /* the other ranks fail at their next wait instead of timing out
+             * (with MPI this ends the whole job) */
+            agn_comm_abort(comm, agn_errmsg());
+        } else {
+            agn_warn_err();
+        }
         status = AGN_EXIT_ERROR;
     } else if (rc == AGN_TRAIN_STOPPED) {
-        status = 128 + (stop_signal ? stop_signal : SIGINT);
+        status = 128 + (agn_stop_requested() ? agn_stop_requested() : SIGINT);
     }
+    agn_comm_free(comm);
 out:
     agn_config_free(&cfg);
     for (int i = 0; i < n_bufs; i++) free(set_bufs[i]);
