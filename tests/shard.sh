@@ -155,3 +155,13 @@ expect_fail 2 "max-len" agn-shard -v vocab.txt -L 0 -o out/u s.txt
 expect_fail 2 "--dump needs the vocabulary" agn-shard --dump out/s-00000.agns
 expect_fail 2 "Try 'agn-shard --help'" agn-shard --bogus
 ok "usage errors"
+
+# the worked example of agn-formats(5), byte for byte
+printf '<pad>\t0\n<unk>\t0\na\t2\nb\t1\n' > exv.txt
+printf '0\ta b\n-\tb\n' > exs.txt
+agn-shard -q -v exv.txt -L 8 -o ex exs.txt
+od -A d -t x1 ex-00000.agns | grep '^[0-9]\{7\} ' > ex.od
+grep '^[0-9]\{7\} ' "$top_srcdir/man/agn-formats.5" > man.od
+[ -s man.od ] || fail "no dump in agn-formats.5"
+cmp -s ex.od man.od || { diff ex.od man.od >&2; fail "agn-formats(5) example differs from the shard"; }
+ok "the example of agn-formats(5) is what agn-shard writes"
