@@ -19,9 +19,9 @@
 #   -t, --threads N      threads per rank in every run (default: agn-train's,
 #                        the cores divided among the ranks)
 #       --gpus           GPU ranks (agn-train -g N) instead of CPU ranks
-#       --quick          a bounded run for a small machine: --epochs 3
-#                        --max-examples 1024 --val-examples 1000 (later
-#                        options override it)
+#       --quick          a bounded run for a small machine (minutes on 2
+#                        cores): --epochs 3 --max-examples 512
+#                        --val-examples 500 (later options override it)
 #   -o, --out DIR        where everything goes (default: build/scaling-study)
 #       --bin DIR        the agn programs (default: build/release/tools,
 #                        built as quickstart.sh does when missing)
@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     --val-examples) need_arg "$@"; posint "$1" "$2"; val_examples=$2; shift 2 ;;
     -t|--threads) need_arg "$@"; posint "$1" "$2"; threads=$2; shift 2 ;;
     --gpus) gpus=1; shift ;;
-    --quick) epochs=3; max_examples=1024; val_examples=1000; shift ;;
+    --quick) epochs=3; max_examples=512; val_examples=500; shift ;;
     -o|--out) need_arg "$@"; out=$2; shift 2 ;;
     --bin) need_arg "$@"; bin=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -96,6 +96,7 @@ fi
 for p in agn-tokenize agn-vocab agn-shard agn-train agn-summarize; do
     [ -x "$bin/$p" ] || die "$bin/$p is missing (build agn, or give --bin DIR)"
 done
+bin=$(cd "$bin" && pwd)
 PATH=$bin:$PATH
 
 # ---- the corpus --------------------------------------------------------------------

@@ -474,7 +474,20 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
         g->verdict = b.s;
         return;
     }
-    if (E >= 0.9)
+    if (E > 1.05) {
+        /* more than linear: say so, and what usually causes it */
+        long th0 = -1;
+        for (int q = 0; q < c0->n_runs; q++) th0 = s->runs[c0->runs[q]].threads;
+        sb_printf(&b, "adding ranks pays, beyond linear: %ld ranks ran %.2fx as fast as %s, "
+                      "%s parallel efficiency. More than 100%% is not what more ranks alone "
+                      "give; it usually means the baseline was slowed by something the "
+                      "larger run escaped: ", c->world_size, S, base, eff);
+        if (th0 > 1)
+            sb_printf(&b, "its %ld threads competing for busy cores, ", th0);
+        sb_printf(&b, "cache effects of a smaller per-rank batch, or other work on the "
+                      "machine. Measure again on a quiet machine, or with fixed threads per "
+                      "rank, before trusting the figure. ");
+    } else if (E >= 0.9)
         sb_printf(&b, "adding ranks pays: %ld ranks ran %.2fx as fast as %s, %s parallel "
                       "efficiency, close to ideal. ", c->world_size, S, base, eff);
     else if (S >= 1.1)

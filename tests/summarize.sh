@@ -177,3 +177,12 @@ v = g["verdict"]
 assert "adding ranks costs time" in v and "Communication dominates" in v, v
 EOF
 ok "pooled repeats; a slowdown is called so, communication blamed, Amdahl clamped at 1"
+
+# more than linear is flagged as suspect, not praised
+mkrun fast-n1 1 fast 32 "21 20 20"
+mkrun fast-n2 2 fast 32 "7 6 6"
+agn-summarize fast-n1 fast-n2 > fast.md
+grep -q 'adding ranks pays, beyond linear: 2 ranks ran 3.33x' fast.md || { cat fast.md >&2; fail "superlinear verdict"; }
+grep -q 'Measure again on a quiet machine' fast.md || fail "superlinear verdict lacks the advice"
+grep -q 'f = 0.0000 (clamped at 0' fast.md || fail "superlinear fit not clamped at 0"
+ok "superlinear speedup flagged, fit clamped at 0"
