@@ -49,13 +49,14 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
  * h*hd .. (h+1)*hd of each (hd = D/H).  Per example b and head h:
  * att = softmax(Q K^T / sqrt(hd)) over the example's len[b] real keys,
  * out = att V.  att holds the probabilities, H*len[b]^2 floats per example
- * starting at att_off[b] (layout [h][i][j]).  backward overwrites att with
- * scratch values: call it once per forward. */
+ * starting at att_off[b] (layout [h][i][j]).  Backward uses datt, laid out
+ * like att, as scratch.  Per (example, head) the products are small sgemms
+ * (CBLAS) or loops, inside one parallel loop over (example, head). */
 void attention_forward(float *out, float *att, const float *qkv, const int *start,
                        const int *len, const size_t *att_off, int B, int D, int H);
-void attention_backward(float *dqkv, float *att, const float *dout, const float *qkv,
-                        const int *start, const int *len, const size_t *att_off, int B, int D,
-                        int H);
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                        const float *att, const int *start, const int *len,
+                        const size_t *att_off, int B, int D, int H);
 
 /* ---- GELU, tanh approximation ------------------------------------------------ */
 void gelu_forward(float *out, const float *inp, size_t n);

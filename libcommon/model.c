@@ -76,6 +76,7 @@ struct agn_model_acts {
     /* backward scratch */
     float *dres, *dA, *dB;     /* [N,D] */
     float *dqkv;               /* [N,3D] */
+    float *datt;               /* like one layer's att */
     float *dF1, *dF2;          /* [N,F] */
     float *dpooled, *dlogits;  /* [B,D], [B,C] */
 };
@@ -205,7 +206,7 @@ int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
     size_t regions = L * 20 + 40; /* each region is rounded up to 16 floats */
     a->arena_floats = L * (R * (10 * D + 2 * F + 4) + H * Bm * T * T) /* layers */
                       + R * (2 * D + 2)                                 /* x0, lnf */
-                      + R * (2 * D + 3 * D + 2 * F + D)                 /* backward scratch */
+                      + R * (2 * D + 3 * D + 2 * F + D) + H * Bm * T * T /* backward scratch */
                       + Bm * (2 * D + 3 * C + 1) + regions * 16;
     a->arena = map_zeroed(a->arena_floats * sizeof(float));
     a->mask_bytes = (2 * L + 1) * (R * D + 64);
@@ -409,6 +410,7 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     a->dA = carve(a, n * D);
     a->dB = carve(a, n * D);
     a->dqkv = carve(a, 3 * n * D);
+    a->datt = carve(a, att);
     a->dF1 = carve(a, n * F);
     a->dF2 = carve(a, n * F);
     a->dpooled = carve(a, Bn * D);
@@ -529,8 +531,8 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         matmul_backward(a->dB, dw.projw, dw.projb, a->dA, la->atty, w.projw, N, D, D);
         grad_ready(m, t0 + 4);
         zero(a->dqkv, 3 * ND);
-        attention_backward(a->dqkv, la->att, a->dB, la->qkv, a->start, a->len, a->att_off, B, D,
-                           H);
+        attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len,
+                           a->att_off, B, D, H);
         zero(a->dA, ND);
         matmul_backward(a->dA, dw.qkvw, dw.qkvb, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
         grad_ready(m, t0 + 2);

@@ -110,7 +110,7 @@ static const int32_t pos[NR] = {0, 1, 2, 0, 1, 2, 3, 4, 0};
 static struct {
     float inp[NR * 3 * D], w[3 * D * F], b[3 * D * F], out[NR * 3 * D * 4], R[NR * 3 * D * 4];
     float ginp[NR * 3 * D], gw[3 * D * F], gb[3 * D * F];
-    float stat1[NR], stat2[NR], att[NH * (9 + 25 + 1)];
+    float stat1[NR], stat2[NR], att[NH * (9 + 25 + 1)], datt[NH * (9 + 25 + 1)];
     uint8_t mask[NR * D];
     int32_t labels[NB];
 } L;
@@ -126,7 +126,7 @@ static double mm_f(void *c) { (void)c; matmul_forward(L.out, L.inp, L.w, L.b, NR
 static void mm_g(void *c) { (void)c; matmul_backward(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, NR, D, F); }
 
 static double att_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, att_off, NB, D, NH); return dotR(L.out, L.R, NR * D); }
-static void att_g(void *c) { att_f(c); attention_backward(L.ginp, L.att, L.R, L.inp, start, len, att_off, NB, D, NH); }
+static void att_g(void *c) { att_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, att_off, NB, D, NH); }
 
 static double gelu_f(void *c) { (void)c; gelu_forward(L.out, L.inp, NR * D); return dotR(L.out, L.R, NR * D); }
 static void gelu_g(void *c) { (void)c; gelu_backward(L.ginp, L.R, L.inp, NR * D); }
