@@ -350,3 +350,26 @@ agn_tokcount_entry *agn_tokcount_sorted(const agn_tokcount *t, size_t *n)
     *n = k;
     return e;
 }
+
+agn_tokcount_entry *agn_tokcount_take_sorted(agn_tokcount *t, size_t *n)
+{
+    _Static_assert(sizeof(agn_tokcount_entry) <= sizeof(tc_slot),
+                   "entries are written over the slots they come from");
+    /* Entry k is written over slot k <= i after slot i has been read. */
+    agn_tokcount_entry *e = (agn_tokcount_entry *)(void *)t->slots;
+    size_t k = 0;
+    for (size_t i = 0; i <= t->mask; i++) {
+        tc_slot s = t->slots[i];
+        if (!s.count) continue;
+        agn_tokcount_entry x = {t->arena + s.off, s.len, s.count};
+        e[k++] = x;
+    }
+    qsort(e, k, sizeof *e, entry_cmp);
+    e = agn_xrealloc(e, (k ? k : 1) * sizeof *e);
+    /* a fresh, empty index */
+    t->mask = 15;
+    t->slots = agn_xcalloc(t->mask + 1, sizeof *t->slots);
+    t->n = 0;
+    *n = k;
+    return e;
+}

@@ -56,6 +56,10 @@ size_t agn_tokcount_distinct(const agn_tokcount *t);
  * ascending (memcmp; a prefix sorts first).  The array is malloc'd (free
  * it); its pointers are valid while the table lives. */
 agn_tokcount_entry *agn_tokcount_sorted(const agn_tokcount *t, size_t *n);
+/* The same, built in the memory of the table's index, which it consumes:
+ * no second copy at the peak; the table is empty afterwards (free it only
+ * after the entries, which point into its arena). */
+agn_tokcount_entry *agn_tokcount_take_sorted(agn_tokcount *t, size_t *n);
 
 /* A 64-bit hash of LEN bytes (used by both tables; not cryptographic). */
 uint64_t agn_hash_bytes(const void *p, size_t len);

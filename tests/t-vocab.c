@@ -71,6 +71,18 @@ static void test_tokcount(void)
         }
     }
     CHECK(total == DRAWS);
+    /* built in place: the same entries in the same order */
+    size_t n2;
+    agn_tokcount_entry *e2 = agn_tokcount_take_sorted(t, &n2);
+    CHECK(n2 == n);
+    for (size_t i = 0; i < n && i < n2; i++)
+        CHECK(e2[i].tok == e[i].tok && e2[i].len == e[i].len && e2[i].count == e[i].count);
+    CHECK(agn_tokcount_distinct(t) == 0);
+    agn_tokcount_add(t, "again", 5, 2); /* the emptied table still works */
+    free(e2);
+    e2 = agn_tokcount_take_sorted(t, &n2);
+    CHECK(n2 == 1 && e2[0].count == 2 && e2[0].len == 5);
+    free(e2);
     free(e);
     agn_tokcount_free(t);
     free(want);

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     }
 
     size_t distinct;
-    agn_tokcount_entry *e = agn_tokcount_sorted(tc, &distinct);
+    agn_tokcount_entry *e = agn_tokcount_take_sorted(tc, &distinct);
     /* A stream token that spells a special maps to the special's id; it
      * takes no second place in the list. */
     uint64_t kept_occ = 0;
