@@ -83,8 +83,11 @@ agn_local_seg *agn_local_seg_create(int world, size_t slot_bytes);
 /* In forked child RANK: a communicator over SEG (taken over on success:
  * agn_comm_free unmaps it); it starts a communication thread. */
 agn_comm *agn_comm_local_create(agn_local_seg *seg, int rank, double timeout_s);
-/* Marks the job aborted with WHY and wakes every waiter: their calls fail. */
-void agn_local_seg_abort(agn_local_seg *seg, const char *why);
+/* Marks the job aborted with WHY, by RANK (-1: the supervisor), and wakes
+ * every waiter: their calls fail.  The first abort is kept. */
+void agn_local_seg_abort(agn_local_seg *seg, int rank, const char *why);
+/* The first abort's message and rank, or NULL if the job was not aborted. */
+const char *agn_local_seg_aborted(agn_local_seg *seg, int *rank);
 void agn_local_seg_free(agn_local_seg *seg);
 
 /* ---- mpi: one process per rank under mpirun or srun (comm_mpi.c) --------- */

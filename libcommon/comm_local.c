@@ -55,6 +55,7 @@ typedef struct {
     _Atomic uint32_t gen;     /* futex word: barrier generation */
     _Atomic uint32_t count;   /* arrivals in this generation */
     _Atomic uint32_t aborted; /* 0; 1 while the message is written; 2 */
+    int32_t abort_rank;       /* who aborted, -1: the supervisor */
     uint32_t world;
     uint64_t slot_bytes;
     char why[512];
@@ -109,16 +110,24 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct tim
     return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
-void agn_local_seg_abort(agn_local_seg *s, const char *why)
+void agn_local_seg_abort(agn_local_seg *s, int rank, const char *why)
 {
     uint32_t zero = 0;
     if (atomic_compare_exchange_strong(&s->ctl->aborted, &zero, 1)) {
         snprintf(s->ctl->why, sizeof s->ctl->why, "%s", why);
+        s->ctl->abort_rank = rank;
         atomic_store(&s->ctl->aborted, 2);
     }
     /* wake every barrier waiter: they see the flag (one that is just about
      * to sleep sees it at the end of its 100 ms slice) */
     futex(&s->ctl->gen, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+const char *agn_local_seg_aborted(agn_local_seg *s, int *rank)
+{
+    if (atomic_load(&s->ctl->aborted) != 2) return NULL;
+    if (rank) *rank = s->ctl->abort_rank;
+    return s->ctl->why;
 }
 
 static unsigned char *slot_in(agn_local_seg *s, int r) { return s->base + s->ctl_bytes + (size_t)r * s->slot; }
@@ -178,13 +187,13 @@ static int barrier(agn_comm *c, local_state *ls, const char *what)
         if (atomic_load(&ctl->aborted)) return aborted_err(s, what);
         double left = deadline - agn_now();
         if (left <= 0) {
-            char late[256], msg[512];
+            char late[256], msg[512], others[600];
             late_ranks(s, mine, late, sizeof late);
-            snprintf(msg, sizeof msg,
-                     "rank %d: %s timed out after %g s waiting for rank(s) %s "
-                     "(see --comm-timeout)", c->rank, what,
-                     c->timeout_s > 0 ? c->timeout_s : AGN_COMM_TIMEOUT_DEFAULT, late);
-            agn_local_seg_abort(s, msg);
+            snprintf(msg, sizeof msg, "%s timed out after %g s waiting for rank(s) %s (see --comm-timeout)",
+                     what, c->timeout_s > 0 ? c->timeout_s : AGN_COMM_TIMEOUT_DEFAULT, late);
+            /* the others learn who gave up */
+            snprintf(others, sizeof others, "rank %d: %s", c->rank, msg);
+            agn_local_seg_abort(s, c->rank, others);
             return agn_seterr("%s", msg);
         }
         long ns = left < 0.1 ? (long)(left * 1e9) + 1 : WAIT_SLICE_NS;
@@ -284,7 +293,7 @@ static void local_abort(agn_comm *c, const char *why)
     local_state *ls = c->impl;
     char msg[512];
     snprintf(msg, sizeof msg, "rank %d aborted: %s", c->rank, why);
-    agn_local_seg_abort(ls->seg, msg);
+    agn_local_seg_abort(ls->seg, c->rank, msg);
     agn_engine_break(&ls->engine, msg);
 }
 

@@ -99,8 +99,7 @@ static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
         if (rc != MPI_SUCCESS) return mpi_err(rc, what);
         if (flag) return 0;
         if (agn_now() > deadline)
-            return agn_seterr("rank %d: %s timed out after %g s (see --comm-timeout)", c->rank, what,
-                              c->timeout_s);
+            return agn_seterr("%s timed out after %g s (see --comm-timeout)", what, c->timeout_s);
         struct timespec ts = {0, ns};
         nanosleep(&ts, NULL);
         if (ns < 1000000) ns *= 2;

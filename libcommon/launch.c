@@ -112,6 +112,7 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
     double grace = o->grace_s > 0 ? o->grace_s : 3.0;
     double stop_grace = o->stop_grace_s > 0 ? o->stop_grace_s : 30.0;
     int *alive = agn_xcalloc((size_t)n, sizeof *alive);
+    int *st_of = agn_xcalloc((size_t)n, sizeof *st_of), first = -1, killed = 0;
     int left = n, stop = 0, failed = 0, status = 0;
     double kill_at = 0;
     char cause[512] = "", note[512] = "", sb[32];
@@ -122,6 +123,7 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
             int st;
             if (!alive[r] || waitpid(pids[r], &st, WNOHANG) != pids[r]) continue;
             alive[r] = 0;
+            st_of[r] = st;
             left--;
             int expected = WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
                                              (stop && WEXITSTATUS(st) == 128 + stop));
@@ -132,8 +134,10 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
                 continue;
             }
             failed = 1;
+            first = r;
+            killed = WIFSIGNALED(st);
             describe(r, pids[r], st, cause, sizeof cause);
-            agn_local_seg_abort(seg, cause);
+            agn_local_seg_abort(seg, -1, cause);
             signal_alive(pids, alive, n, SIGTERM);
             kill_at = agn_now() + grace;
         }
@@ -154,7 +158,22 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
             }
         }
     }
+    /* The first rank to end badly may only be reacting to another's abort
+     * (a rank that failed, or timed out waiting): name the one that started
+     * it, with its reason, unless the first was killed by a signal. */
+    int ar = -1;
+    const char *why = failed && !killed ? agn_local_seg_aborted(seg, &ar) : NULL;
+    if (why && ar >= 0 && ar < n) {
+        char d[256];
+        if (ar == first || WIFEXITED(st_of[ar])) { /* else it was stopped by us */
+            describe(ar, pids[ar], st_of[ar], d, sizeof d);
+            snprintf(cause, sizeof cause, "%s (%s)", d, why);
+        } else {
+            snprintf(cause, sizeof cause, "rank %d: %s", ar, why);
+        }
+    }
     free(alive);
+    free(st_of);
 
     if (failed) {
         agn_seterr("%s; the other ranks were stopped", cause);
@@ -230,7 +249,7 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
             agn_comm *c = agn_comm_local_create(seg, r, o->timeout_s);
             if (!c) {
                 /* the caller, a rank, reports it and exits non-zero */
-                agn_local_seg_abort(seg, agn_errmsg());
+                agn_local_seg_abort(seg, r, agn_errmsg());
                 agn_local_seg_free(seg);
                 return agn_adderr("rank %d", r);
             }

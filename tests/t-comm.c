@@ -264,6 +264,7 @@ static void body_abort(agn_comm *c)
     if (c->rank == c->world - 1) {
         agn_comm_abort(c, "injected by t-comm");
         CHECK(agn_comm_barrier(c) != 0, "the aborting rank's own next call succeeded");
+        exit_code = 1; /* as a program that aborts would */
         return;
     }
     float x[100] = {0};
@@ -329,7 +330,8 @@ static int test_local(void)
 
     /* abort */
     int st = run_ranks(3, 20, 0, body_abort, err, sizeof err);
-    CHECK(st == 1 && strstr(err, "exited with status 1"), "abort: launch status %d (%s), expected 1", st, err);
+    CHECK(st == 1 && strstr(err, "rank 2 (pid") && strstr(err, "injected by t-comm"),
+          "abort: launch status %d (%s), expected 1 naming rank 2 and its reason", st, err);
     for (int r = 0; r < 2; r++) {
         CHECK(strstr(page->msg[r], "injected by t-comm") && strstr(page->msg[r], "rank 2"),
               "abort: rank %d saw '%s'", r, page->msg[r]);
@@ -338,6 +340,7 @@ static int test_local(void)
     for (int r = 0; r < 3; r++) CHECK(page->ok[r], "abort: rank %d failed its checks", r);
     printf("ok - abort by rank 2 fails the others' waits in %.1f ms and %.1f ms: %s\n",
            1e3 * page->elapsed[0], 1e3 * page->elapsed[1], page->msg[0]);
+    printf("ok - abort: the launcher says: %s\n", err);
 
     /* a rank killed */
     st = run_ranks(3, 20, 0, body_killed, err, sizeof err);
@@ -356,8 +359,9 @@ static int test_local(void)
     st = run_ranks(3, 0.5, 0, body_stuck, err, sizeof err);
     double total = agn_now() - t0;
     CHECK(st == 1, "stuck: launch status %d, expected 1", st);
-    CHECK(strstr(page->msg[0], "timed out") && strstr(page->msg[2], "rank"),
+    CHECK(strstr(page->msg[0], "timed out") && strstr(page->msg[2], "timed out"),
           "stuck: ranks saw '%s' and '%s'", page->msg[0], page->msg[2]);
+    CHECK(strstr(err, "timed out after 0.5 s waiting for rank(s) 1"), "stuck: the launcher said '%s'", err);
     for (int r = 0; r < 3; r += 2)
         CHECK(page->elapsed[r] > 0.4 && page->elapsed[r] < 2.0, "stuck: rank %d failed after %.3f s",
               r, page->elapsed[r]);
