@@ -225,7 +225,7 @@ uint32_t agn_vocab_size(const agn_vocab *v) { return v->size; }
 int32_t agn_vocab_lookup(const agn_vocab *v, const char *tok, size_t len)
 {
     uint32_t s = v->slots[vocab_slot(v, tok, len)];
-    return s ? (int32_t)(s - 1) : AGN_UNK_ID;
+    return s > AGN_PAD_ID + 1 ? (int32_t)(s - 1) : AGN_UNK_ID; /* absent, or "<pad>" */
 }
 
 const char *agn_vocab_token(const agn_vocab *v, int32_t id)

@@ -24,7 +24,9 @@ agn_vocab *agn_vocab_parse(const char *buf, size_t len, const char *name);
 void agn_vocab_free(agn_vocab *v);
 
 uint32_t agn_vocab_size(const agn_vocab *v);
-/* Id of a token (LEN bytes), AGN_UNK_ID when absent. */
+/* Id of a token (LEN bytes), AGN_UNK_ID when absent.  The text "<pad>"
+ * also gives AGN_UNK_ID: id 0 only ever means padding, so a stream token
+ * that happens to spell it is an unknown word, in every program alike. */
 int32_t agn_vocab_lookup(const agn_vocab *v, const char *tok, size_t len);
 /* Token text of ID (NUL-terminated), NULL when out of range. */
 const char *agn_vocab_token(const agn_vocab *v, int32_t id);

@@ -112,7 +112,8 @@ static void test_vocab(void)
     CHECK(agn_vocab_lookup(v, "zoo", 3) == 4);
     CHECK(agn_vocab_lookup(v, "zo", 2) == AGN_UNK_ID);
     CHECK(agn_vocab_lookup(v, "theirs", 3) == 2); /* LEN bytes, not up to the NUL */
-    CHECK(agn_vocab_lookup(v, "<pad>", 5) == AGN_PAD_ID);
+    CHECK(agn_vocab_lookup(v, "<pad>", 5) == AGN_UNK_ID); /* id 0 is only padding */
+    CHECK(agn_vocab_lookup(v, "<unk>", 5) == AGN_UNK_ID);
     CHECK(strcmp(agn_vocab_token(v, 2), "the") == 0);
     CHECK(strcmp(agn_vocab_token(v, 0), "<pad>") == 0);
     CHECK(agn_vocab_token(v, 5) == NULL && agn_vocab_token(v, -1) == NULL);

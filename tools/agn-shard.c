@@ -118,8 +118,7 @@ static int build(const build_opts *op, char **files, int n_files)
             while (agn_stream_next_token(&p, &left, &tok, &len)) {
                 all++;
                 if (n < (size_t)op->max_len) {
-                    int32_t id = agn_vocab_lookup(v, tok, len);
-                    if (id == AGN_PAD_ID) id = AGN_UNK_ID; /* a literal "<pad>" is no padding */
+                    int32_t id = agn_vocab_lookup(v, tok, len); /* "<pad>" -> <unk> */
                     if (id == AGN_UNK_ID) unk++;
                     ids[n++] = id;
                 }
