@@ -22,6 +22,7 @@
 struct agn_input {
     char *name;
     int fd, own_fd;
+    size_t block;       /* bytes per read(2) and per inflated block */
     int gzip;
     int raw_eof;        /* read(2) returned 0 */
     int done;           /* all data delivered */
@@ -49,17 +50,18 @@ static ssize_t read_some(agn_input *in, unsigned char *buf, size_t n)
     }
 }
 
-static agn_input *open_common(int fd, int own, const char *name)
+static agn_input *open_common(int fd, int own, const char *name, size_t block)
 {
     agn_input *in = agn_xcalloc(1, sizeof *in);
     in->name = agn_xstrdup(name);
     in->fd = fd;
     in->own_fd = own;
+    in->block = block ? block : BLOCK;
     in->max_line = DEFAULT_MAX_LINE;
-    in->raw = agn_xmalloc(BLOCK);
+    in->raw = agn_xmalloc(in->block < 2 ? 2 : in->block);
     /* Sniff: enough bytes to see the gzip magic, or the end. */
     while (in->raw_len < 2 && !in->raw_eof) {
-        ssize_t r = read_some(in, in->raw + in->raw_len, BLOCK - in->raw_len);
+        ssize_t r = read_some(in, in->raw + in->raw_len, (in->block < 2 ? 2 : in->block) - in->raw_len);
         if (r < 0) {
             agn_input_close(in);
             return NULL;
@@ -69,7 +71,7 @@ static agn_input *open_common(int fd, int own, const char *name)
     }
     if (in->raw_len >= 2 && in->raw[0] == 0x1f && in->raw[1] == 0x8b) {
         in->gzip = 1;
-        in->out = agn_xmalloc(BLOCK);
+        in->out = agn_xmalloc(in->block);
         if (inflateInit2(&in->z, 15 + 16) != Z_OK) {
             agn_seterr("%s: cannot initialise zlib", in->name);
             agn_input_close(in);
@@ -83,9 +85,9 @@ static agn_input *open_common(int fd, int own, const char *name)
     return in;
 }
 
-agn_input *agn_input_open(const char *path)
+agn_input *agn_input_open_block(const char *path, size_t block)
 {
-    if (strcmp(path, "-") == 0) return open_common(STDIN_FILENO, 0, "(stdin)");
+    if (strcmp(path, "-") == 0) return open_common(STDIN_FILENO, 0, "(stdin)", block);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         agn_seterr_errno("%s", path);
@@ -94,10 +96,12 @@ agn_input *agn_input_open(const char *path)
 #ifdef POSIX_FADV_SEQUENTIAL
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
-    return open_common(fd, 1, path);
+    return open_common(fd, 1, path, block);
 }
 
-agn_input *agn_input_open_fd(int fd, const char *name) { return open_common(fd, 0, name); }
+agn_input *agn_input_open(const char *path) { return agn_input_open_block(path, 0); }
+
+agn_input *agn_input_open_fd(int fd, const char *name) { return open_common(fd, 0, name, 0); }
 
 void agn_input_close(agn_input *in)
 {
@@ -122,7 +126,7 @@ void agn_input_set_max_line(agn_input *in, size_t max) { in->max_line = max ? ma
 /* Refills the compressed input; 0 at its end, -1 on error. */
 static int fill_raw(agn_input *in)
 {
-    ssize_t r = read_some(in, in->raw, BLOCK);
+    ssize_t r = read_some(in, in->raw, in->block);
     if (r < 0) return -1;
     if (r == 0) in->raw_eof = 1;
     in->z.next_in = in->raw;
@@ -149,9 +153,9 @@ static ssize_t next_gzip(agn_input *in, const char **buf)
         if (in->z.avail_in == 0 && !in->raw_eof && fill_raw(in) < 0) return -1;
         uInt avail_before = in->z.avail_in;
         in->z.next_out = in->out;
-        in->z.avail_out = BLOCK;
+        in->z.avail_out = (uInt)in->block;
         int ret = inflate(&in->z, Z_NO_FLUSH);
-        size_t got = BLOCK - in->z.avail_out;
+        size_t got = in->block - in->z.avail_out;
         switch (ret) {
         case Z_STREAM_END:
             in->member_end = 1;
@@ -189,7 +193,7 @@ static ssize_t next_block(agn_input *in, const char **buf)
     } else if (in->raw_eof) {
         n = 0;
     } else {
-        n = read_some(in, in->raw, BLOCK);
+        n = read_some(in, in->raw, in->block);
         if (n == 0) in->raw_eof = 1;
         *buf = (const char *)in->raw;
     }

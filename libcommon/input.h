@@ -25,6 +25,9 @@ typedef struct agn_input agn_input;
 /* Opens PATH ("-" = stdin) and looks at its first bytes to tell gzip from
  * plain data.  NULL with "PATH: reason" on error. */
 agn_input *agn_input_open(const char *path);
+/* The same with reads (and inflated blocks) of BLOCK bytes, 0 for the
+ * default: tests use tiny blocks to put a block edge everywhere. */
+agn_input *agn_input_open_block(const char *path, size_t block);
 /* Wraps an open file descriptor (not closed by agn_input_close); NAME is
  * used in messages. */
 agn_input *agn_input_open_fd(int fd, const char *name);

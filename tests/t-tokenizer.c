@@ -1,0 +1,150 @@
+/* t-tokenizer.c: the two passes of the tokenizer on cases worked out by
+ * hand from the rules in tokenizer.h: references at their limits, tags,
+ * UTF-8 edge cases (maximal ill-formed subsequences as Unicode and Python
+ * define them), and the invariants of the output on random bytes. */
+#include "config.h"
+
+#include "tokenizer.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+/* tok IN, WANT: the tokens of IN (one text) must be WANT. */
+static void tok(const char *in, const char *want, int line)
+{
+    static agn_tokenizer *t;
+    if (!t) t = agn_tokenizer_new();
+    size_t n = strlen(in);
+    char *out = agn_xmalloc(AGN_TOKENIZE_BOUND(n, 1));
+    const char *texts[1] = {in};
+    size_t len[1] = {n};
+    size_t m = agn_tokenize(t, 1, texts, len, out, NULL, NULL);
+    if (m != strlen(want) || memcmp(out, want, m) != 0) {
+        fprintf(stderr, "t-tokenizer.c:%d: FAIL: '%s'\n   got '%.*s'\n  want '%s'\n", line, in,
+                (int)m, out, want);
+        failures++;
+    }
+    free(out);
+}
+#define TOK(in, want) tok(in, want, __LINE__)
+
+#define R "\xEF\xBF\xBD" /* U+FFFD */
+
+static void test_cases(void)
+{
+    /* backslashes */
+    TOK("dwindling\\band \\$10 a\\\\b", "dwindling band $ 10 a b");
+    /* numeric references: limits, bare forms, cp1252 */
+    TOK("#39;s &#39;s #36;5 &#x24;5 &#X41;", "' s ' s $ 5 $ 5 a");
+    TOK("#31; #32; &#9;x", "# 31 ; x");                      /* bare below 32 kept; #32 is a space */
+    TOK("&#1234567; #12345678;", R " # 12345678 ;");
+    TOK("&#0; &#xD800; &#x110000;", R " " R " " R);
+    TOK("a #151; b #146;s #150;", "a - b ' s -");
+    TOK("&#129;x", "x");                                       /* undefined in cp1252: a space */
+    /* named references */
+    TOK("AT&amp;T S amp;P quot;q quot; &lt;3", "at & t s & p \" q \" < 3");
+    TOK("xamp; 5quot; a;amp; &amp;lt; &amp;#39;", "xamp ; 5quot ; a ; amp ; & lt ; & # 39 ;");
+    TOK("&eacute;t&Eacute; &copy; &bogus; &mdash;", "\xC3\xA9t\xC3\xA9 \xC2\xA9 & bogus ; -");
+    TOK("x hellip; &hellip;", "x . . . . . .");
+    /* tags */
+    TOK("<b>Bold</b> <A HREF=\"x\">l</A> <br/> <!-- c -->z", "bold l z");
+    TOK("<bx> x < y <MSFT.O> </ b> <b", "< bx > x < y < msft . o > < / b > < b");
+    TOK("&lt;p&gt;para&lt;/p&gt;", "para");
+    /* splitting and case */
+    TOK("Wall St.'s $2.6 bln, U.S.A!", "wall st . ' s $ 2 . 6 bln , u . s . a !");
+    TOK("  \t\r\n  ", "");
+    TOK("MiXeD123abc", "mixed123abc");
+    /* UTF-8: letters, spaces, drops, normalisation, symbols */
+    TOK("\xC3\x80\xC3\x89\xC5\x81\xCE\x91\xD0\x96 \xE4\xB8\xAD\xE6\x96\x87",
+        "\xC3\xA0\xC3\xA9\xC5\x82\xCE\xB1\xD0\xB6 \xE4\xB8\xAD\xE6\x96\x87");
+    TOK("a\xE2\x80\x83" "b co\xC2\xAD" "op x\xE2\x80\x8By", "a b coop xy");
+    TOK("\xE2\x80\x9CHi\xE2\x80\x9D \xE2\x80\x94 it\xE2\x80\x99s",
+        "\" hi \" - it ' s");
+    TOK("5\xE2\x82\xAC \xF0\x9F\x98\x80x \xC2\xA9", "5 \xE2\x82\xAC \xF0\x9F\x98\x80 x \xC2\xA9");
+    /* UTF-8: ill-formed sequences, one U+FFFD per maximal subpart */
+    TOK("a\x80" "b", "a " R " b");
+    TOK("\xC0\xAF", R " " R);
+    TOK("\xE2\x82" "x", R " x");
+    TOK("\xED\xA0\x80", R " " R " " R);
+    TOK("\xF4\x90\x80\x80", R " " R " " R " " R);
+    TOK("\xF0\x9F\x98", R);
+    TOK("\xFF\xFE", R " " R);
+    /* controls and NUL separate */
+    TOK("a\x01" "b\x7F" "c", "a b c");
+}
+
+static void test_nul_and_join(void)
+{
+    agn_tokenizer *t = agn_tokenizer_new();
+    const char a[] = "x\0y", b[] = "Z#39;";
+    const char *texts[2] = {a, b};
+    size_t len[2] = {3, 5}, ntok;
+    char out[64];
+    agn_tok_stats st = {0, 0};
+    size_t m = agn_tokenize(t, 2, texts, len, out, &ntok, &st);
+    if (m != 7 || memcmp(out, "x y z '", 7) != 0 || ntok != 4 || st.controls != 1) {
+        fprintf(stderr, "t-tokenizer.c: FAIL: NUL and join: '%.*s' ntok %zu ctl %llu\n", (int)m,
+                out, ntok, (unsigned long long)st.controls);
+        failures++;
+    }
+    agn_tokenizer_free(t);
+}
+
+/* Random bytes: the output is valid UTF-8, tokens are separated by single
+ * spaces, none empty, none with a control character, within the bound. */
+static void test_random(void)
+{
+    agn_tokenizer *t = agn_tokenizer_new();
+    unsigned long x = 12345;
+    static char in[2048];
+    static char out[AGN_TOKENIZE_BOUND(2048, 1)];
+    const char *alphabet = "aZ9 ;&#<>/!\\lt;amp;b>\t\n";
+    for (int iter = 0; iter < 3000 && failures < 5; iter++) {
+        size_t n = 1 + (x >> 5) % sizeof in;
+        for (size_t i = 0; i < n; i++) {
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+            unsigned r = (unsigned)(x >> 33);
+            in[i] = r % 3 ? (char)(r >> 8) : alphabet[(r >> 8) % strlen(alphabet)];
+        }
+        const char *texts[1] = {in};
+        size_t len[1] = {n};
+        size_t m = agn_tokenize(t, 1, texts, len, out, NULL, NULL);
+        int ok = m <= AGN_TOKENIZE_BOUND(n, 1);
+        ok = ok && (m == 0 || (out[0] != ' ' && out[m - 1] != ' '));
+        for (size_t i = 0; ok && i < m;) {
+            unsigned char c = (unsigned char)out[i];
+            if (c < 0x20 || c == 0x7F) ok = 0;
+            else if (c == ' ') {
+                ok = i + 1 < m && out[i + 1] != ' ';
+                i++;
+            }
+            else if (c < 0x80) i++;
+            else { /* valid UTF-8 only */
+                int k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+                if (!k || i + (size_t)k > m) ok = 0;
+                for (int j = 1; ok && j < k; j++)
+                    if (((unsigned char)out[i + (size_t)j] & 0xC0) != 0x80) ok = 0;
+                i += (size_t)(k ? k : 1);
+            }
+        }
+        if (!ok) {
+            fprintf(stderr, "t-tokenizer.c: FAIL: random input %d breaks the output rules\n", iter);
+            failures++;
+        }
+    }
+    agn_tokenizer_free(t);
+}
+
+int main(void)
+{
+    test_cases();
+    test_nul_and_join();
+    test_random();
+    if (failures) fprintf(stderr, "%d case(s) failed\n", failures);
+    else printf("ok - tokenizer cases, NUL and join, random bytes\n");
+    return failures ? 1 : 0;
+}
