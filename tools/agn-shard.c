@@ -298,7 +298,8 @@ static int dump(const char *path, const agn_vocab *v, const char *vocab_path)
     if (agn_shard_read(&d, path) != 0) return -1;
     if (d.vocab_size != agn_vocab_size(v) || d.vocab_crc != agn_vocab_crc(v)) {
         agn_seterr("%s: built with another vocabulary (size %u, CRC %08x) than %s (size %u, "
-                   "CRC %08x)", path, d.vocab_size, d.vocab_crc, vocab_path, agn_vocab_size(v),
+                   "CRC %08x); give -v the vocabulary the shard was built with",
+                   path, d.vocab_size, d.vocab_crc, vocab_path, agn_vocab_size(v),
                    agn_vocab_crc(v));
         agn_dataset_free(&d);
         return -1;
