@@ -495,7 +495,7 @@ int agn_dataset_load(agn_dataset *d, char *const *paths, int n_paths)
         }
         if (s.vocab_size != d->vocab_size || s.vocab_crc != d->vocab_crc) {
             agn_seterr("%s: built with another vocabulary (size %u, CRC %08x) than %s (size %u, "
-                       "CRC %08x); shard both splits with one vocabulary", paths[k],
+                       "CRC %08x); build all shards with one vocabulary", paths[k],
                        s.vocab_size, s.vocab_crc, paths[0], d->vocab_size, d->vocab_crc);
             agn_dataset_free(&s);
             goto fail;
