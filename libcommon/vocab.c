@@ -36,8 +36,18 @@ uint64_t agn_hash_bytes(const void *p, size_t len)
         len -= 8;
     }
     if (len > 0) {
-        uint64_t k = 0;
-        memcpy(&k, s, len);
+        /* 1..7 bytes without a variable-length copy: two overlapping
+         * 4-byte reads, or first, middle and last byte (as wyhash); the
+         * length is already in H, so "ab" and "abb" differ */
+        uint64_t k;
+        if (len >= 4) {
+            uint32_t lo, hi;
+            memcpy(&lo, s, 4);
+            memcpy(&hi, s + len - 4, 4);
+            k = (uint64_t)lo | (uint64_t)hi << 32;
+        } else {
+            k = (uint64_t)s[0] << 16 | (uint64_t)s[len >> 1] << 8 | s[len - 1];
+        }
         h = (h ^ (k * 0x87c37b91114253d5ull)) * 0x4cf5ad432745937full;
     }
     return mix64(h);
