@@ -39,6 +39,7 @@ enum { C_SPACE, C_WORD, C_PUNCT, C_LT, C_HIGH };
 
 static uint8_t cls[256];        /* pass 2 class of a byte */
 static uint8_t flags[256];      /* the same as bits for the fast path */
+static uint16_t fast[256];      /* low[c] | flags[c] << 8: one load per byte */
 enum { F_WORD = 1, F_PUNCT = 2, F_TOKEN = 4, F_SLOW = 8 };
 static unsigned char low[256];  /* ASCII lower case */
 static uint8_t p1special[256];  /* pass 1 stops at these */
@@ -70,6 +71,7 @@ static void init_tables(void)
             break;
         default: flags[c] = F_SLOW; break;
         }
+        fast[c] = (uint16_t)(low[c] | flags[c] << 8);
     }
     p1special['\\'] = 1;
     p1special[';'] = 1;
@@ -421,13 +423,13 @@ size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, ag
 
 #define SEP() do { *o = ' '; o += started; started = 1; ntok++; } while (0)
     while (s < e) {
-        unsigned c = *s, f = flags[c];
+        unsigned c = *s, v = fast[c], f = v >> 8;
         if (__builtin_expect(!(f & F_SLOW), 1)) {
             unsigned isw = f & F_WORD, ns = (f & F_TOKEN) >> 2;
             unsigned begin = ((f & F_PUNCT) >> 1) | (isw & ~inword);
             *o = ' ';
             o += begin & started;
-            *o = low[c];
+            *o = (unsigned char)v;
             o += ns;
             ntok += begin;
             started |= ns;
