@@ -103,3 +103,9 @@ agn-tokenize -C 7 seven.csv > got.tok
 printf '6\tseven classes\n' > want.tok
 cmp want.tok got.tok || fail "-C 7"
 ok "--help, --version, usage errors, --classes"
+
+# ---- a write error is an error ---------------------------------------------------------------
+if [ -w /dev/full ]; then
+    expect_fail 1 '^agn-tokenize: .*write error.*No space left on device' sh -c 'agn-tokenize rows.csv > /dev/full'
+    ok "a full disk is reported, exit 1"
+fi
