@@ -114,6 +114,15 @@ agn-shard -q -n 4 -v vocab.txt -L $L -o out/z s.txt
 agn-shard --dump -v vocab.txt out/z-*.agns | cmp -s - want.txt || fail "after rerun"
 ok "stale shards removed"
 
+# --info on several shards ends with their total
+agn-shard --info out/z-*.agns > zinfo.txt
+grep -q "^total of 2 shards:$" zinfo.txt || fail "--info total"
+sed -n '/^total/,$p' zinfo.txt > ztotal.txt
+grep -q "^  examples         7$" ztotal.txt && grep -q "^  tokens           $ntok$" ztotal.txt &&
+    grep -q " 0: 2 (28.57%) 1: 1 (14.29%) 2: 1 (14.29%) 3: 2 (28.57%)  -: 1$" ztotal.txt ||
+    { cat ztotal.txt >&2; fail "--info total counts"; }
+ok "--info total"
+
 # from stdin, several inputs
 head -n 3 s.txt > a.txt; tail -n +4 s.txt > b.txt
 agn-shard -q -v vocab.txt -L $L -o out/m a.txt - < b.txt

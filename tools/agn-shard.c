@@ -203,87 +203,140 @@ static int build(const build_opts *op, char **files, int n_files)
 
 /* ---- --info ---------------------------------------------------------------- */
 
-/* Nearest-rank percentile of a length histogram HIST[0..max] over N. */
-static uint64_t percentile(const uint64_t *hist, uint64_t max, uint64_t n, double p)
+/* What --info reports of one shard, or of all of them together. */
+typedef struct {
+    uint64_t n, n_tokens, unk, at_max, maxlen;
+    uint64_t cls[256];
+    uint64_t *hist; /* [hist_len] examples by length */
+    uint64_t hist_len;
+    uint32_t n_classes;
+} info_stats;
+
+static void stats_add(info_stats *t, const info_stats *s)
 {
-    uint64_t rank = (uint64_t)(p * (double)n + 0.999999999);
-    if (rank < 1) rank = 1;
-    uint64_t acc = 0;
-    for (uint64_t l = 0; l <= max; l++) {
-        acc += hist[l];
-        if (acc >= rank) return l;
+    t->n += s->n;
+    t->n_tokens += s->n_tokens;
+    t->unk += s->unk;
+    t->at_max += s->at_max;
+    if (s->maxlen > t->maxlen) t->maxlen = s->maxlen;
+    for (int c = 0; c < 256; c++) t->cls[c] += s->cls[c];
+    if (s->hist_len > t->hist_len) {
+        t->hist = agn_xrealloc(t->hist, s->hist_len * sizeof *t->hist);
+        memset(t->hist + t->hist_len, 0, (s->hist_len - t->hist_len) * sizeof *t->hist);
+        t->hist_len = s->hist_len;
     }
-    return max;
+    for (uint64_t l = 0; l < s->hist_len; l++) t->hist[l] += s->hist[l];
+    if (s->n_classes > t->n_classes) t->n_classes = s->n_classes;
 }
 
-static int info(const char *path, int json)
+/* Nearest-rank percentile of the length histogram. */
+static uint64_t percentile(const info_stats *s, double p)
+{
+    uint64_t rank = (uint64_t)(p * (double)s->n + 0.999999999);
+    if (rank < 1) rank = 1;
+    uint64_t acc = 0;
+    for (uint64_t l = 0; l < s->hist_len; l++) {
+        acc += s->hist[l];
+        if (acc >= rank) return l;
+    }
+    return s->maxlen;
+}
+
+static void print_json_string(const char *str)
+{
+    putchar('"');
+    for (const char *c = str; *c; c++) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+    putchar('"');
+}
+
+/* Prints S; H is the shard's header, or NULL for the total of K shards. */
+static void print_stats(const char *path, const agn_shard_header *h, const info_stats *s,
+                        int json, int k)
+{
+    double mean = s->n ? (double)s->n_tokens / (double)s->n : 0.0;
+    uint64_t p50 = percentile(s, 0.50), p90 = percentile(s, 0.90), p99 = percentile(s, 0.99);
+    double at_max_share = s->n ? (double)s->at_max / (double)s->n : 0.0;
+    double unk_share = s->n_tokens ? (double)s->unk / (double)s->n_tokens : 0.0;
+    if (json) {
+        printf("{\"file\":");
+        print_json_string(path);
+        printf(",\"version\":%u,\"flags\":%u,\"token_bytes\":%d,\"compressed\":%s,"
+               "\"examples\":%llu,\"tokens\":%llu,\"vocab_size\":%u,\"max_len\":%u,"
+               "\"n_classes\":%u,\"vocab_crc\":\"%08x\",\"payload_bytes\":%llu,"
+               "\"payload_crc\":\"%08x\",\"header_crc\":\"%08x\",\"classes\":[",
+               h->version, h->flags, (h->flags & AGN_SHARD_FLAG_U32) ? 4 : 2,
+               (h->flags & AGN_SHARD_FLAG_ZLIB) ? "true" : "false", (ull)h->n_examples,
+               (ull)h->n_tokens, h->vocab_size, h->max_len, h->n_classes, h->vocab_crc,
+               (ull)h->payload_bytes, h->payload_crc, h->header_crc);
+        for (uint32_t c = 0; c < s->n_classes; c++) printf("%s%llu", c ? "," : "", (ull)s->cls[c]);
+        printf("],\"unknown_label\":%llu,\"length\":{\"mean\":%.4f,\"p50\":%llu,\"p90\":%llu,"
+               "\"p99\":%llu,\"max\":%llu},\"at_max_len\":%llu,\"at_max_len_share\":%.6f,"
+               "\"unk_tokens\":%llu,\"unk_share\":%.6f}\n",
+               (ull)s->cls[AGN_LABEL_UNKNOWN], mean, (ull)p50, (ull)p90, (ull)p99,
+               (ull)s->maxlen, (ull)s->at_max, at_max_share, (ull)s->unk, unk_share);
+        return;
+    }
+    if (h) {
+        printf("%s:\n", path);
+        printf("  format version   %u\n", h->version);
+        printf("  token ids        %s\n", (h->flags & AGN_SHARD_FLAG_U32) ? "u32" : "u16");
+        printf("  compression      %s\n", (h->flags & AGN_SHARD_FLAG_ZLIB) ? "zlib" : "none");
+        printf("  examples         %llu\n", (ull)h->n_examples);
+        printf("  tokens           %llu\n", (ull)h->n_tokens);
+        printf("  vocab size       %u\n", h->vocab_size);
+        printf("  vocab crc        %08x\n", h->vocab_crc);
+        printf("  max len          %u\n", h->max_len);
+        printf("  classes          %u\n", h->n_classes);
+        printf("  payload bytes    %llu\n", (ull)h->payload_bytes);
+        printf("  payload crc      %08x\n", h->payload_crc);
+        printf("  header crc       %08x\n", h->header_crc);
+    } else {
+        printf("total of %d shards:\n", k);
+        printf("  examples         %llu\n", (ull)s->n);
+        printf("  tokens           %llu\n", (ull)s->n_tokens);
+    }
+    printf("  class balance   ");
+    for (uint32_t c = 0; c < s->n_classes; c++)
+        printf(" %u: %llu (%.2f%%)", c, (ull)s->cls[c],
+               s->n ? 100.0 * (double)s->cls[c] / (double)s->n : 0.0);
+    printf("  -: %llu\n", (ull)s->cls[AGN_LABEL_UNKNOWN]);
+    printf("  length           mean %.2f  p50 %llu  p90 %llu  p99 %llu  max %llu\n", mean,
+           (ull)p50, (ull)p90, (ull)p99, (ull)s->maxlen);
+    if (h)
+        printf("  at max len       %llu (%.2f%%; truncated, or exactly %u tokens long)\n",
+               (ull)s->at_max, 100.0 * at_max_share, h->max_len);
+    else
+        printf("  at max len       %llu (%.2f%%)\n", (ull)s->at_max, 100.0 * at_max_share);
+    printf("  <unk> tokens     %llu (%.2f%%)\n", (ull)s->unk, 100.0 * unk_share);
+}
+
+static int info(const char *path, int json, info_stats *total)
 {
     agn_dataset d;
     agn_shard_header h;
     if (agn_shard_read_ex(&d, &h, path) != 0) return -1;
-    uint64_t maxlen = 0, unk = 0, at_max = 0;
+    info_stats s;
+    memset(&s, 0, sizeof s);
+    s.n = d.n;
+    s.n_tokens = d.n_tokens;
+    s.n_classes = h.n_classes;
     for (uint64_t i = 0; i < d.n; i++) {
         uint64_t l = d.offsets[i + 1] - d.offsets[i];
-        if (l > maxlen) maxlen = l;
-        if (l == h.max_len) at_max++;
+        if (l > s.maxlen) s.maxlen = l;
+        if (l == h.max_len) s.at_max++;
     }
-    uint64_t *hist = agn_xcalloc(maxlen + 1, sizeof *hist);
-    for (uint64_t i = 0; i < d.n; i++) hist[d.offsets[i + 1] - d.offsets[i]]++;
-    for (uint64_t i = 0; i < d.n_tokens; i++) unk += d.tokens[i] == AGN_UNK_ID;
-    uint64_t cls[256] = {0};
-    for (uint64_t i = 0; i < d.n; i++) cls[d.labels[i]]++;
-    double mean = d.n ? (double)d.n_tokens / (double)d.n : 0.0;
-    uint64_t p50 = percentile(hist, maxlen, d.n, 0.50), p90 = percentile(hist, maxlen, d.n, 0.90),
-             p99 = percentile(hist, maxlen, d.n, 0.99);
-    double at_max_share = d.n ? (double)at_max / (double)d.n : 0.0;
-    double unk_share = d.n_tokens ? (double)unk / (double)d.n_tokens : 0.0;
-    if (json) {
-        printf("{\"file\":\"");
-        for (const char *c = path; *c; c++) {
-            if (*c == '"' || *c == '\\') printf("\\%c", *c);
-            else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
-            else putchar(*c);
-        }
-        printf("\",\"version\":%u,\"flags\":%u,\"token_bytes\":%d,\"compressed\":%s,"
-               "\"examples\":%llu,\"tokens\":%llu,\"vocab_size\":%u,\"max_len\":%u,"
-               "\"n_classes\":%u,\"vocab_crc\":\"%08x\",\"payload_bytes\":%llu,"
-               "\"payload_crc\":\"%08x\",\"header_crc\":\"%08x\",\"classes\":[",
-               h.version, h.flags, (h.flags & AGN_SHARD_FLAG_U32) ? 4 : 2,
-               (h.flags & AGN_SHARD_FLAG_ZLIB) ? "true" : "false", (ull)h.n_examples,
-               (ull)h.n_tokens, h.vocab_size, h.max_len, h.n_classes, h.vocab_crc,
-               (ull)h.payload_bytes, h.payload_crc, h.header_crc);
-        for (uint32_t c = 0; c < h.n_classes; c++) printf("%s%llu", c ? "," : "", (ull)cls[c]);
-        printf("],\"unknown_label\":%llu,\"length\":{\"mean\":%.4f,\"p50\":%llu,\"p90\":%llu,"
-               "\"p99\":%llu,\"max\":%llu},\"at_max_len\":%llu,\"at_max_len_share\":%.6f,"
-               "\"unk_tokens\":%llu,\"unk_share\":%.6f}\n",
-               (ull)cls[AGN_LABEL_UNKNOWN], mean, (ull)p50, (ull)p90, (ull)p99, (ull)maxlen,
-               (ull)at_max, at_max_share, (ull)unk, unk_share);
-    } else {
-        printf("%s:\n", path);
-        printf("  format version   %u\n", h.version);
-        printf("  token ids        %s\n", (h.flags & AGN_SHARD_FLAG_U32) ? "u32" : "u16");
-        printf("  compression      %s\n", (h.flags & AGN_SHARD_FLAG_ZLIB) ? "zlib" : "none");
-        printf("  examples         %llu\n", (ull)h.n_examples);
-        printf("  tokens           %llu\n", (ull)h.n_tokens);
-        printf("  vocab size       %u\n", h.vocab_size);
-        printf("  vocab crc        %08x\n", h.vocab_crc);
-        printf("  max len          %u\n", h.max_len);
-        printf("  classes          %u\n", h.n_classes);
-        printf("  payload bytes    %llu\n", (ull)h.payload_bytes);
-        printf("  payload crc      %08x\n", h.payload_crc);
-        printf("  header crc       %08x\n", h.header_crc);
-        printf("  class balance   ");
-        for (uint32_t c = 0; c < h.n_classes; c++)
-            printf(" %u: %llu (%.2f%%)", c, (ull)cls[c],
-                   d.n ? 100.0 * (double)cls[c] / (double)d.n : 0.0);
-        printf("  -: %llu\n", (ull)cls[AGN_LABEL_UNKNOWN]);
-        printf("  length           mean %.2f  p50 %llu  p90 %llu  p99 %llu  max %llu\n", mean,
-               (ull)p50, (ull)p90, (ull)p99, (ull)maxlen);
-        printf("  at max len       %llu (%.2f%%; truncated, or exactly %u tokens long)\n",
-               (ull)at_max, 100.0 * at_max_share, h.max_len);
-        printf("  <unk> tokens     %llu (%.2f%%)\n", (ull)unk, 100.0 * unk_share);
-    }
-    free(hist);
+    s.hist_len = s.maxlen + 1;
+    s.hist = agn_xcalloc(s.hist_len, sizeof *s.hist);
+    for (uint64_t i = 0; i < d.n; i++) s.hist[d.offsets[i + 1] - d.offsets[i]]++;
+    for (uint64_t i = 0; i < d.n_tokens; i++) s.unk += d.tokens[i] == AGN_UNK_ID;
+    for (uint64_t i = 0; i < d.n; i++) s.cls[d.labels[i]]++;
+    print_stats(path, &h, &s, json, 1);
+    stats_add(total, &s);
+    free(s.hist);
     agn_dataset_free(&d);
     return 0;
 }
@@ -372,16 +425,22 @@ int main(int argc, char **argv)
             agn_warn_err();
             return AGN_EXIT_ERROR;
         }
-        int status = AGN_EXIT_OK;
+        int status = AGN_EXIT_OK, good = 0;
+        info_stats total;
+        memset(&total, 0, sizeof total);
         for (int f = 0; f < n_files; f++) {
-            int rc = mode_info ? info(files[f], json) : dump(files[f], v, op.vocab_path);
+            int rc = mode_info ? info(files[f], json, &total) : dump(files[f], v, op.vocab_path);
             if (rc != 0) {
                 fflush(stdout);
                 agn_warn_err();
                 status = AGN_EXIT_ERROR;
                 if (mode_dump) break; /* a partial stream is worse than none */
+            } else {
+                good++;
             }
         }
+        if (mode_info && !json && good > 1) print_stats(NULL, NULL, &total, 0, good);
+        free(total.hist);
         agn_vocab_free(v);
         if (agn_close_stdout() != 0) {
             agn_warn_err();
