@@ -1,8 +1,12 @@
 #!/bin/sh
-# tokenize-bad.sh: agn-tokenize on bad input, one case at a time.  Each
+# tokenize-bad.sh: agn-tokenize on bad input, one function per case.  Each
 # case checks the exit status, the "agn-tokenize: FILE:LINE: ..." message,
 # and that -o leaves neither the output nor a temporary file behind; then
 # what --skip-bad makes of the same input.
+#
+# make check runs each case as its own test through
+# tests/bad/tokenize-CASE.sh, which sources this file; run directly, this
+# file runs every case.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
 GOOD='"1","good","row"'
@@ -29,122 +33,145 @@ skipped() {
 }
 
 # ---- unterminated quote at the end of the input -------------------------------------
-printf '%s\n"2","title","never closed\nmore text\n' "$GOOD" > unterminated.csv
-bad unterminated.csv 1 '^agn-tokenize: unterminated\.csv:2: unterminated quoted field'
-skipped unterminated.csv 1 1
-ok "unterminated quote at end of file"
+case_unterminated() {
+    printf '%s\n"2","title","never closed\nmore text\n' "$GOOD" > unterminated.csv
+    bad unterminated.csv 1 '^agn-tokenize: unterminated\.csv:2: unterminated quoted field'
+    skipped unterminated.csv 1 1
+}
 
 # ---- 2 or 4 fields -------------------------------------------------------------------
-printf '%s\n"1","only two"\n%s\n' "$GOOD" "$GOOD" > two.csv
-bad two.csv 1 '^agn-tokenize: two\.csv:2: expected 3 fields \(class,title,description\), found 2'
-skipped two.csv 1 2
-printf '%s\n%s\n"1","a","b","c"\n' "$GOOD" "$GOOD" > four.csv
-bad four.csv 1 '^agn-tokenize: four\.csv:3: expected 3 fields .*found 4'
-skipped four.csv 1 2
-ok "rows with 2 and 4 fields"
+case_fields() {
+    printf '%s\n"1","only two"\n%s\n' "$GOOD" "$GOOD" > two.csv
+    bad two.csv 1 '^agn-tokenize: two\.csv:2: expected 3 fields \(class,title,description\), found 2'
+    skipped two.csv 1 2
+    printf '%s\n%s\n"1","a","b","c"\n' "$GOOD" "$GOOD" > four.csv
+    bad four.csv 1 '^agn-tokenize: four\.csv:3: expected 3 fields .*found 4'
+    skipped four.csv 1 2
+}
 
 # ---- class outside 1..4, or not a number -----------------------------------------------
-for cls in 0 5 x 1.5 -1 '' ' 1' 99999999999; do
-    printf '%s\n"%s","t","d"\n' "$GOOD" "$cls" > class.csv
-    bad class.csv 1 "^agn-tokenize: class\\.csv:2: class '.*' is not a number from 1 to 4"
-    skipped class.csv 1 1
-done
-printf '5,unquoted,class\n' > class5.csv
-bad class5.csv 1 "^agn-tokenize: class5\\.csv:1: class '5' is not a number from 1 to 4"
-agn-tokenize -C 5 class5.csv > /dev/null || fail "class 5 with -C 5"
-ok "class outside 1..4 or not a number"
+case_class() {
+    for cls in 0 5 x 1.5 -1 '' ' 1' 99999999999; do
+        printf '%s\n"%s","t","d"\n' "$GOOD" "$cls" > class.csv
+        bad class.csv 1 "^agn-tokenize: class\\.csv:2: class '.*' is not a number from 1 to 4"
+        skipped class.csv 1 1
+    done
+    printf '5,unquoted,class\n' > class5.csv
+    bad class5.csv 1 "^agn-tokenize: class5\\.csv:1: class '5' is not a number from 1 to 4"
+    agn-tokenize -C 5 class5.csv > /dev/null || fail "class 5 with -C 5"
+}
 
 # ---- empty title and description ---------------------------------------------------------
-printf '%s\n"1","",""\n"2"," ","  "\n' "$GOOD" > empty-row.csv
-bad empty-row.csv 1 '^agn-tokenize: empty-row\.csv:2: empty title and description'
-skipped empty-row.csv 2 1
-# Fields that hold something but clean up to nothing: a line with no tokens.
-printf '"1","<b></b>","&lt;br&gt;"\n' > tagsonly.csv
-agn-tokenize tagsonly.csv > got.tok
-printf '0\t\n' | cmp - got.tok || fail "a row of tags only must give a line with no tokens"
-ok "empty title and description"
+case_empty_row() {
+    printf '%s\n"1","",""\n"2"," ","  "\n' "$GOOD" > empty-row.csv
+    bad empty-row.csv 1 '^agn-tokenize: empty-row\.csv:2: empty title and description'
+    skipped empty-row.csv 2 1
+    # Fields that hold something but clean up to nothing: a line with no tokens.
+    printf '"1","<b></b>","&lt;br&gt;"\n' > tagsonly.csv
+    agn-tokenize tagsonly.csv > got.tok
+    printf '0\t\n' | cmp - got.tok || fail "a row of tags only must give a line with no tokens"
+}
 
 # ---- invalid UTF-8 and NUL inside a field: not fatal -----------------------------------------
-# \377 alone, a truncated 3-byte sequence (\342\202) before a space, an
-# overlong \300\257, a surrogate \355\240\200, and a NUL: each invalid
-# maximal subsequence becomes one U+FFFD token; NUL separates.
-printf '"1","caf\377 x\342\202 y","\300\257 \355\240\200 nul\000byte"\n' > utf8.csv
-agn-tokenize -o out.tok utf8.csv 2> utf8.err || { cat utf8.err >&2; fail "invalid UTF-8 must not be fatal"; }
-R=$(printf '\357\277\275')
-printf '0\tcaf %s x %s y %s %s %s %s %s nul byte\n' "$R" "$R" "$R" "$R" "$R" "$R" "$R" > want.tok
-cmp want.tok out.tok || { od -c out.tok >&2; fail "invalid UTF-8 replacement"; }
-grep -q '^agn-tokenize: utf8\.csv:1: warning: 7 invalid UTF-8 sequences replaced by U+FFFD' utf8.err ||
-    { cat utf8.err >&2; fail "invalid UTF-8 warning"; }
-grep -q '^agn-tokenize: utf8\.csv:1: warning: 1 control character read as space' utf8.err ||
-    { cat utf8.err >&2; fail "NUL warning"; }
-iconv -f UTF-8 -t UTF-8 out.tok > /dev/null 2>&1 || fail "output is not valid UTF-8"
-LC_ALL=C grep -q "$(printf '[\001-\010\013-\037]')" out.tok && fail "control character in the output"
-agn-tokenize -q utf8.csv 2> quiet.err > /dev/null
-[ ! -s quiet.err ] || fail "--quiet still warns"
-rm -f out.tok
-ok "invalid UTF-8 and a NUL byte inside a field"
+case_utf8_nul() {
+    # \377 alone, a truncated 3-byte sequence (\342\202) before a space, an
+    # overlong \300\257, a surrogate \355\240\200, and a NUL: each invalid
+    # maximal subsequence becomes one U+FFFD token; NUL separates.
+    printf '"1","caf\377 x\342\202 y","\300\257 \355\240\200 nul\000byte"\n' > utf8.csv
+    agn-tokenize -o out.tok utf8.csv 2> utf8.err || { cat utf8.err >&2; fail "invalid UTF-8 must not be fatal"; }
+    R=$(printf '\357\277\275')
+    printf '0\tcaf %s x %s y %s %s %s %s %s nul byte\n' "$R" "$R" "$R" "$R" "$R" "$R" "$R" > want.tok
+    cmp want.tok out.tok || { od -c out.tok >&2; fail "invalid UTF-8 replacement"; }
+    grep -q '^agn-tokenize: utf8\.csv:1: warning: 7 invalid UTF-8 sequences replaced by U+FFFD' utf8.err ||
+        { cat utf8.err >&2; fail "invalid UTF-8 warning"; }
+    grep -q '^agn-tokenize: utf8\.csv:1: warning: 1 control character read as space' utf8.err ||
+        { cat utf8.err >&2; fail "NUL warning"; }
+    iconv -f UTF-8 -t UTF-8 out.tok > /dev/null 2>&1 || fail "output is not valid UTF-8"
+    LC_ALL=C grep -q "$(printf '[\001-\010\013-\037]')" out.tok && fail "control character in the output"
+    agn-tokenize -q utf8.csv 2> quiet.err > /dev/null
+    [ ! -s quiet.err ] || fail "--quiet still warns"
+    rm -f out.tok
+}
 
 # ---- a 5 MB field: accepted under the default 8M limit, refused above a smaller one ---------
-{
-    printf '"2","big","'
-    awk 'BEGIN { for (i = 0; i < 625000; i++) printf "%s", "wordy a " }'
-    printf '"\n%s\n' "$GOOD"
-} > big.csv
-agn-tokenize big.csv > big.tok || fail "a 5 MB field under the default limit"
-assert_eq "$(wc -l < big.tok | tr -d ' ')" 2 "lines from the 5 MB field"
-assert_eq "$(head -n 1 big.tok | cut -f 2 | tr ' ' '\n' | grep -c '^wordy$')" 625000 "tokens of the 5 MB field"
-bad big.csv 1 '^agn-tokenize: big\.csv:1: record longer than 1048576 bytes' --max-record=1M
-agn-tokenize --skip-bad --max-record=1M big.csv > got.tok 2> skip.err
-printf '0\tgood row\n' | cmp - got.tok || fail "--skip-bad must resume after the long record"
-grep -q 'skipped 1 bad row of 2' skip.err || fail "long record count"
-printf '1\t%s\n' "$(awk 'BEGIN { for (i = 0; i < 3000; i++) printf "x" }')" > long.tsv
-expect_fail 1 '^agn-tokenize: long\.tsv:1: line longer than 1024 bytes' agn-tokenize -f tsv --max-record=1k long.tsv
-ok "a 5 MB field, and the --max-record limit"
+case_big_field() {
+    {
+        printf '"2","big","'
+        awk 'BEGIN { for (i = 0; i < 625000; i++) printf "%s", "wordy a " }'
+        printf '"\n%s\n' "$GOOD"
+    } > big.csv
+    agn-tokenize big.csv > big.tok || fail "a 5 MB field under the default limit"
+    assert_eq "$(wc -l < big.tok | tr -d ' ')" 2 "lines from the 5 MB field"
+    assert_eq "$(head -n 1 big.tok | cut -f 2 | tr ' ' '\n' | grep -c '^wordy$')" 625000 "tokens of the 5 MB field"
+    bad big.csv 1 '^agn-tokenize: big\.csv:1: record longer than 1048576 bytes' --max-record=1M
+    agn-tokenize --skip-bad --max-record=1M big.csv > got.tok 2> skip.err
+    printf '0\tgood row\n' | cmp - got.tok || fail "--skip-bad must resume after the long record"
+    grep -q 'skipped 1 bad row of 2' skip.err || fail "long record count"
+    printf '1\t%s\n' "$(awk 'BEGIN { for (i = 0; i < 3000; i++) printf "x" }')" > long.tsv
+    expect_fail 1 '^agn-tokenize: long\.tsv:1: line longer than 1024 bytes' agn-tokenize -f tsv --max-record=1k long.tsv
+}
 
 # ---- truncated and corrupt gzip -------------------------------------------------------------------
-awk 'BEGIN { for (i = 1; i <= 3000; i++) printf "\"%d\",\"title %d\",\"some description text %d\"\n", i % 4 + 1, i, i }' > many.csv
-gzip -9 -c many.csv > many.csv.gz
-size=$(wc -c < many.csv.gz)
-head -c $((size - 9)) many.csv.gz > trunc.csv.gz      # the trailer cut
-bad trunc.csv.gz 1 '^agn-tokenize: trunc\.csv\.gz: truncated gzip data'
-head -c $((size / 2)) many.csv.gz > half.csv.gz        # the deflate data cut
-bad half.csv.gz 1 '^agn-tokenize: half\.csv\.gz: truncated gzip data'
-bad half.csv.gz 1 'truncated gzip data' --skip-bad   # not a row: --skip-bad does not hide it
-# a flipped byte in the middle: a deflate error or a CRC mismatch
-off=$((size / 2))
-{ head -c $off many.csv.gz; head -c $((off + 1)) many.csv.gz | tail -c 1 | tr '\000-\377' '\377\000-\376'; tail -c +$((off + 2)) many.csv.gz; } > flip.csv.gz
-bad flip.csv.gz 1 '^agn-tokenize: flip\.csv\.gz: corrupt gzip data'
-{ cat many.csv.gz; printf 'garbage'; } > trail.csv.gz
-bad trail.csv.gz 1 '^agn-tokenize: trail\.csv\.gz: trailing garbage after gzip data'
-ok "truncated, corrupt, and trailing-garbage gzip"
+case_gzip() {
+    awk 'BEGIN { for (i = 1; i <= 3000; i++) printf "\"%d\",\"title %d\",\"some description text %d\"\n", i % 4 + 1, i, i }' > many.csv
+    gzip -9 -c many.csv > many.csv.gz
+    size=$(wc -c < many.csv.gz)
+    head -c $((size - 9)) many.csv.gz > trunc.csv.gz      # the trailer cut
+    bad trunc.csv.gz 1 '^agn-tokenize: trunc\.csv\.gz: truncated gzip data'
+    head -c $((size / 2)) many.csv.gz > half.csv.gz        # the deflate data cut
+    bad half.csv.gz 1 '^agn-tokenize: half\.csv\.gz: truncated gzip data'
+    bad half.csv.gz 1 'truncated gzip data' --skip-bad   # not a row: --skip-bad does not hide it
+    # a flipped byte in the middle: a deflate error or a CRC mismatch
+    off=$((size / 2))
+    { head -c $off many.csv.gz; head -c $((off + 1)) many.csv.gz | tail -c 1 | tr '\000-\377' '\377\000-\376'; tail -c +$((off + 2)) many.csv.gz; } > flip.csv.gz
+    bad flip.csv.gz 1 '^agn-tokenize: flip\.csv\.gz: corrupt gzip data'
+    { cat many.csv.gz; printf 'garbage'; } > trail.csv.gz
+    bad trail.csv.gz 1 '^agn-tokenize: trail\.csv\.gz: trailing garbage after gzip data'
+}
 
 # ---- empty input ------------------------------------------------------------------------------------
-: > empty.csv
-bad empty.csv 1 '^agn-tokenize: empty\.csv:1: no rows \(empty input\)'
-printf '\n\r\n\n' > blank.csv
-bad blank.csv 1 '^agn-tokenize: blank\.csv:1: no rows'
-expect_fail 1 '^agn-tokenize: \(stdin\):1: no rows' agn-tokenize -f text < empty.csv
-gzip -c empty.csv > empty.csv.gz
-bad empty.csv.gz 1 '^agn-tokenize: empty\.csv\.gz:1: no rows'
-ok "empty input"
+case_empty_input() {
+    : > empty.csv
+    bad empty.csv 1 '^agn-tokenize: empty\.csv:1: no rows \(empty input\)'
+    printf '\n\r\n\n' > blank.csv
+    bad blank.csv 1 '^agn-tokenize: blank\.csv:1: no rows'
+    expect_fail 1 '^agn-tokenize: \(stdin\):1: no rows' agn-tokenize -f text < empty.csv
+    gzip -c empty.csv > empty.csv.gz
+    bad empty.csv.gz 1 '^agn-tokenize: empty\.csv\.gz:1: no rows'
+}
 
 # ---- not CSV after a closing quote; a file that is not there ------------------------------------
-printf '%s\n"1","a"x,"b"\n%s\n' "$GOOD" "$GOOD" > junk.csv
-bad junk.csv 1 "^agn-tokenize: junk\\.csv:2: unexpected 'x' after a closing quote"
-skipped junk.csv 1 2
-bad no-such-file.csv 1 '^agn-tokenize: no-such-file\.csv: No such file or directory'
-ok "text after a closing quote; a missing file"
+case_junk() {
+    printf '%s\n"1","a"x,"b"\n%s\n' "$GOOD" "$GOOD" > junk.csv
+    bad junk.csv 1 "^agn-tokenize: junk\\.csv:2: unexpected 'x' after a closing quote"
+    skipped junk.csv 1 2
+    bad no-such-file.csv 1 '^agn-tokenize: no-such-file\.csv: No such file or directory'
+}
 
 # ---- --skip-bad over a mixture; a bad row after good ones on stdout -------------------------------------
-{
-    printf '%s\n"1","x"\n"7","a","b"\n%s\n"1","",""\n' "$GOOD" "$GOOD"
-    i=0; while [ $i -lt 12 ]; do printf '"0","a","b"\n'; i=$((i + 1)); done
-} > mixed.csv
-agn-tokenize --skip-bad mixed.csv > got.tok 2> skip.err
-assert_eq "$(wc -l < got.tok | tr -d ' ')" 2 "good rows of the mixture"
-assert_eq "$(grep -c '(skipped)' skip.err)" 10 "skipped rows shown"
-grep -q 'further bad rows are counted, not shown' skip.err || fail "no note on hidden rows"
-grep -q '^agn-tokenize: skipped 15 bad rows of 17$' skip.err || { cat skip.err >&2; fail "mixture count"; }
-agn-tokenize --skip-bad -q mixed.csv 2> skip.err > /dev/null
-grep -c . skip.err | grep -qx 1 || fail "--quiet --skip-bad prints only the count"
-ok "--skip-bad over a mixture of bad rows"
+case_skip_bad() {
+    {
+        printf '%s\n"1","x"\n"7","a","b"\n%s\n"1","",""\n' "$GOOD" "$GOOD"
+        i=0; while [ $i -lt 12 ]; do printf '"0","a","b"\n'; i=$((i + 1)); done
+    } > mixed.csv
+    agn-tokenize --skip-bad mixed.csv > got.tok 2> skip.err
+    assert_eq "$(wc -l < got.tok | tr -d ' ')" 2 "good rows of the mixture"
+    assert_eq "$(grep -c '(skipped)' skip.err)" 10 "skipped rows shown"
+    grep -q 'further bad rows are counted, not shown' skip.err || fail "no note on hidden rows"
+    grep -q '^agn-tokenize: skipped 15 bad rows of 17$' skip.err || { cat skip.err >&2; fail "mixture count"; }
+    agn-tokenize --skip-bad -q mixed.csv 2> skip.err > /dev/null
+    grep -c . skip.err | grep -qx 1 || fail "--quiet --skip-bad prints only the count"
+}
+
+# ---- dispatch ----
+cases="unterminated fields class empty_row utf8_nul big_field gzip empty_input junk skip_bad"
+only=$(basename "$0" .sh)
+case $only in
+tokenize-bad) ;;
+tokenize-bad-*) cases=$(echo "${only#tokenize-bad-}" | tr - _) ;;
+*) fail "unknown case $only" ;;
+esac
+for c in $cases; do
+    "case_$c"
+    ok "$c"
+done
