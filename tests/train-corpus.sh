@@ -11,7 +11,7 @@ command -v agn-tokenize >/dev/null 2>&1 || skip "agn-tokenize is not built"
 agn-tokenize "$AGN_DATA/train_sample.csv.gz" > train.tok
 agn-tokenize "$AGN_DATA/test.csv.gz" > test.tok
 agn-vocab -q -n 20000 -o vocab.txt train.tok
-V=$(grep -vc '^#' vocab.txt)
+V=$(awk '!h && /^#/ { next } { h = 1; n++ } END { print n }' vocab.txt)
 agn-shard -q -v vocab.txt -L 64 -o shards/train train.tok
 agn-shard -q -v vocab.txt -L 64 -o shards/test test.tok
 

@@ -26,7 +26,7 @@ agn-vocab -q -o vocab.txt train.tok
 agn-shard -q -v vocab.txt -L 32 -o shards/train train.tok
 agn-shard -q -v vocab.txt -L 32 -o shards/val val.tok
 cp vocab.txt shards/vocab.txt
-V=$(grep -vc '^#' vocab.txt)
+V=$(awk '!h && /^#/ { next } { h = 1; n++ } END { print n }' vocab.txt)
 SH=shards/train-00000.agns
 VAL=shards/val-00000.agns
 CFG=$top_srcdir/examples/tiny.yaml
