@@ -730,6 +730,15 @@ static void md_sec(FILE *fp, double v)
     else fprintf(fp, "%.2e", v);
 }
 
+/* A speedup (or, with PCT, an efficiency in percent), or "n/a" where it is
+ * undefined (a zero epoch time). */
+static void md_ratio(FILE *fp, double v, int pct)
+{
+    if (!isfinite(v)) fputs("n/a", fp);
+    else if (pct) fprintf(fp, "%.1f%%", 100 * v);
+    else fprintf(fp, "%.3f", v);
+}
+
 static void md_acc(FILE *fp, double v)
 {
     if (isnan(v)) fputs("-", fp);
@@ -802,13 +811,17 @@ int agn_summary_write_md(const agn_summary *s, FILE *fp)
         ROW("runs", fprintf(fp, "%d", c->n_runs));
         ROW("epochs timed", fprintf(fp, "%d", c->n_timed));
         ROW("epoch time (s)", md_sec(fp, c->epoch_time));
-        if (g->base_w == 1) ROW("speedup vs W=1", fprintf(fp, "%.3f", c->speedup));
+        if (g->base_w == 1) ROW("speedup vs W=1", md_ratio(fp, c->speedup, 0));
         else {
             fprintf(fp, "| speedup vs W=%ld (no 1-rank run) |", g->base_w);
-            for (int j = 0; j < g->n_cols; j++) fprintf(fp, " %.3f |", g->cols[j].speedup);
+            for (int j = 0; j < g->n_cols; j++) {
+                fputc(' ', fp);
+                md_ratio(fp, g->cols[j].speedup, 0);
+                fputs(" |", fp);
+            }
             fputc('\n', fp);
         }
-        ROW("parallel efficiency", fprintf(fp, "%.1f%%", 100 * c->efficiency));
+        ROW("parallel efficiency", md_ratio(fp, c->efficiency, 1));
         ROW("final val acc", md_acc(fp, c->final_acc));
         ROW("best val acc", md_acc(fp, c->best_acc));
         ROW("compute (s)", md_sec(fp, c->compute));

@@ -84,6 +84,14 @@ awk -F, 'NR == 3 && $16 == 1.5' odd.csv | grep -q . || { cat odd.csv >&2; fail "
 awk -F, 'NR == 2 && $18 == "" && $19 == ""' odd.csv | grep -q . || fail "empty val_acc should be blank"
 ok "columns found by name; extra columns ignored; missing accuracy left blank"
 
+# a zero epoch time (a run too short to time) gives n/a, never nan or inf
+mkdir zero
+{ echo "$HEADER"; row 1 2 32 0; } > zero/metrics.csv
+agn-summarize ok1 zero > zero.md || fail "a zero epoch time is not an error"
+grep -q '^| speedup vs W=1 | 1.000 | n/a |$' zero.md || { cat zero.md >&2; fail "speedup with a zero epoch time"; }
+grep -qwi 'nan\|inf' zero.md && fail "nan or inf in the table"
+ok "zero epoch time reads n/a"
+
 # ---- mixed global batches: apart by default, refused with --single -----------------
 good b64 2 64
 agn-summarize -f csv ok1 ok2 b64 > groups.csv 2>err.txt
