@@ -230,6 +230,17 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
         o->path = agn_xstrdup("(stdout)");
         return 0;
     }
+    /* A device or a FIFO (/dev/null, /dev/stdout, a named pipe) cannot be
+     * replaced by a rename: write to it directly. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) return agn_seterr("%s: is a directory", path);
+        o->fp = fopen(path, "wb");
+        if (!o->fp) return agn_seterr_errno("%s", path);
+        o->path = agn_xstrdup(path);
+        o->direct = 1;
+        return 0;
+    }
     size_t n = strlen(path);
     o->path = agn_xstrdup(path);
     o->tmp = agn_xmalloc(n + 16);
@@ -275,6 +286,13 @@ int agn_out_commit(agn_out *o)
 {
     int rc = 0;
     if (!o->fp) return agn_seterr("%s: output not open", o->path ? o->path : "?");
+    if (o->direct) {
+        if (fflush(o->fp) != 0 || ferror(o->fp)) rc = agn_seterr_errno("%s", o->path);
+        if (fclose(o->fp) != 0 && rc == 0) rc = agn_seterr_errno("%s", o->path);
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        return rc;
+    }
     if (!o->tmp) { /* stdout */
         if (fflush(o->fp) != 0 || ferror(o->fp)) rc = agn_seterr_errno("write error on stdout");
         free(o->path);
@@ -300,6 +318,8 @@ void agn_out_abort(agn_out *o)
         if (o->fp) fclose(o->fp);
         unlink(o->tmp);
         pending_del(o->tmp);
+    } else if (o->direct && o->fp) {
+        fclose(o->fp);
     } else if (o->fp) {
         fflush(o->fp);
     }

@@ -63,11 +63,13 @@ int agn_parse_size(const char *s, const char *what, uint64_t *out);
 /* An output file that appears under its name only when complete: writes go
  * to "NAME.tmp.XXXXXX" in the same directory; agn_out_commit() flushes,
  * fsyncs, renames and fsyncs the directory; agn_out_abort() removes the
- * temporary.  "-" means stdout (written directly, commit checks the close). */
+ * temporary.  "-" means stdout, and an existing device or FIFO (/dev/null,
+ * a named pipe) is written in place: neither can be replaced by a rename. */
 typedef struct {
     FILE *fp;
     char *path; /* final name */
-    char *tmp;  /* temporary name, NULL for stdout */
+    char *tmp;  /* temporary name, NULL for stdout and direct writes */
+    int direct; /* a device or FIFO, written in place */
 } agn_out;
 
 int agn_out_open(agn_out *o, const char *path);
