@@ -29,6 +29,28 @@ int agn_comm_allreduce_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
     return c->ops->allreduce_start(c, buf, count, t, req);
 }
 
+void agn_comm_shard(size_t count, int world, int rank, size_t *lo, size_t *hi)
+{
+    *lo = count * (size_t)rank / (size_t)world;
+    *hi = count * (size_t)(rank + 1) / (size_t)world;
+}
+
+int agn_comm_reduce_scatter_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                                  agn_comm_req **req)
+{
+    *req = NULL;
+    if (c->world == 1) return 0;
+    return c->ops->reduce_scatter_start(c, buf, count, t, req);
+}
+
+int agn_comm_allgather_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                             agn_comm_req **req)
+{
+    *req = NULL;
+    if (c->world == 1) return 0;
+    return c->ops->allgather_start(c, buf, count, t, req);
+}
+
 int agn_comm_wait(agn_comm *c, agn_comm_req *req)
 {
     if (!req) return 0;
@@ -88,6 +110,8 @@ const char *agn_op_name(int op)
 {
     switch (op) {
     case AGN_OP_ALLREDUCE: return "all-reduce";
+    case AGN_OP_REDUCE_SCATTER: return "reduce-scatter";
+    case AGN_OP_ALLGATHER: return "all-gather";
     case AGN_OP_BROADCAST: return "broadcast";
     case AGN_OP_BARRIER: return "barrier";
     case AGN_OP_INIT: return "initialisation";
@@ -247,17 +271,35 @@ void agn_engine_stop(agn_engine *e)
     pthread_cond_destroy(&e->done);
 }
 
-int agn_engine_allreduce_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
-                               agn_comm_req **req)
+static int engine_start(agn_comm *c, int op, void *buf, size_t count, agn_dtype t,
+                        agn_comm_req **req)
 {
     struct agn_comm_req *r = agn_xcalloc(1, sizeof *r);
-    r->op = AGN_OP_ALLREDUCE;
+    r->op = op;
     r->buf = buf;
     r->count = count;
     r->type = t;
     agn_engine_submit(AGN_ENGINE(c), r);
     *req = r;
     return 0;
+}
+
+int agn_engine_allreduce_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                               agn_comm_req **req)
+{
+    return engine_start(c, AGN_OP_ALLREDUCE, buf, count, t, req);
+}
+
+int agn_engine_reduce_scatter_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                                    agn_comm_req **req)
+{
+    return engine_start(c, AGN_OP_REDUCE_SCATTER, buf, count, t, req);
+}
+
+int agn_engine_allgather_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                               agn_comm_req **req)
+{
+    return engine_start(c, AGN_OP_ALLGATHER, buf, count, t, req);
 }
 
 int agn_engine_wait_op(agn_comm *c, agn_comm_req *req)

@@ -37,6 +37,8 @@ typedef struct agn_comm_req agn_comm_req;
 typedef struct {
     const char *name;
     int (*allreduce_start)(agn_comm *c, void *buf, size_t count, agn_dtype t, agn_comm_req **req);
+    int (*reduce_scatter_start)(agn_comm *c, void *buf, size_t count, agn_dtype t, agn_comm_req **req);
+    int (*allgather_start)(agn_comm *c, void *buf, size_t count, agn_dtype t, agn_comm_req **req);
     int (*wait)(agn_comm *c, agn_comm_req *req);
     int (*broadcast)(agn_comm *c, void *buf, size_t count, agn_dtype t, int root);
     int (*barrier)(agn_comm *c);
@@ -60,6 +62,20 @@ int agn_comm_allreduce_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
 int agn_comm_wait(agn_comm *c, agn_comm_req *req);
 /* Blocking all-reduce: start + wait. */
 int agn_comm_allreduce(agn_comm *c, void *buf, size_t count, agn_dtype t);
+
+/* The shard of a buffer of COUNT elements that rank R of W owns in the two
+ * calls below: [count*r/W, count*(r+1)/W) (sizes differ by at most one; a
+ * transport that needs equal sizes, as NCCL does, pads internally). */
+void agn_comm_shard(size_t count, int world, int rank, size_t *lo, size_t *hi);
+/* Reduce-scatter: the sum over ranks (same order and bits as the all-reduce)
+ * of this rank's shard of BUF ends up in that shard; the rest of BUF is
+ * left unspecified.  Half an all-reduce: with agn_comm_allgather_start it
+ * lets each rank update only its shard of the parameters (ZeRO-1). */
+int agn_comm_reduce_scatter_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                                  agn_comm_req **req);
+/* All-gather: every rank's shard of BUF is copied into the others' BUF. */
+int agn_comm_allgather_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                             agn_comm_req **req);
 int agn_comm_broadcast(agn_comm *c, void *buf, size_t count, agn_dtype t, int root);
 int agn_comm_barrier(agn_comm *c);
 /* Tells every rank to stop (the others' next call fails with WHY). */

@@ -16,7 +16,10 @@
 
 #include <pthread.h>
 
-enum { AGN_OP_ALLREDUCE, AGN_OP_BROADCAST, AGN_OP_BARRIER, AGN_OP_INIT };
+enum {
+    AGN_OP_ALLREDUCE, AGN_OP_REDUCE_SCATTER, AGN_OP_ALLGATHER, AGN_OP_BROADCAST, AGN_OP_BARRIER,
+    AGN_OP_INIT
+};
 
 struct agn_comm_req {
     int op;
@@ -68,6 +71,10 @@ void agn_engine_break(agn_engine *e, const char *why);
 
 /* The ops every threaded transport shares. */
 int agn_engine_allreduce_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                               agn_comm_req **req);
+int agn_engine_reduce_scatter_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
+                                    agn_comm_req **req);
+int agn_engine_allgather_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
                                agn_comm_req **req);
 int agn_engine_wait_op(agn_comm *c, agn_comm_req *req);
 int agn_engine_broadcast(agn_comm *c, void *buf, size_t count, agn_dtype t, int root);

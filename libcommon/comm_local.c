@@ -77,7 +77,8 @@ agn_local_seg *agn_local_seg_create(int world, size_t slot_bytes)
 {
     if (world < 1 || world > LOCAL_MAX_WORLD)
         return agn_seterr("local transport: %d ranks (1 to %d)", world, LOCAL_MAX_WORLD), NULL;
-    size_t slot = round_up(slot_bytes ? slot_bytes : SLOT_DEFAULT, 64);
+    /* at least 64 bytes a rank: reduce-scatter moves slot / W per owner */
+    size_t slot = round_up(slot_bytes ? slot_bytes : SLOT_DEFAULT, 64 * (size_t)world);
     size_t ctl_bytes = round_up(sizeof(seg_ctl), 4096);
     size_t bytes = ctl_bytes + ((size_t)world + 2) * slot;
     /* Anonymous and shared: inherited across fork, never named, so nothing
@@ -203,8 +204,10 @@ static int barrier(agn_comm *c, local_state *ls, const char *what)
     return 0;
 }
 
-/* out = in[0] + in[1] + ... (left to right) over N elements at element OFF. */
-static void reduce_chunk(agn_local_seg *s, unsigned char *out, size_t off, size_t n, agn_dtype t)
+/* DST[0..N) = in[0] + in[1] + ... + in[W-1] (left to right), reading N
+ * elements of every input slot from element OFF.  DST may be private
+ * memory or an output slot. */
+static void sum_slots(agn_local_seg *s, unsigned char *dst, size_t off, size_t n, agn_dtype t)
 {
     const size_t blk = 2048; /* elements; keeps the partial sums in L1 */
     for (size_t b = 0; b < n; b += blk) {
@@ -212,7 +215,7 @@ static void reduce_chunk(agn_local_seg *s, unsigned char *out, size_t off, size_
         size_t o = off + b;
         switch (t) {
         case AGN_F32: {
-            float *restrict y = (float *)out + o;
+            float *restrict y = (float *)dst + b;
             memcpy(y, (float *)slot_in(s, 0) + o, m * sizeof *y);
             for (int k = 1; k < s->world; k++) {
                 const float *restrict x = (const float *)slot_in(s, k) + o;
@@ -221,7 +224,7 @@ static void reduce_chunk(agn_local_seg *s, unsigned char *out, size_t off, size_
             break;
         }
         case AGN_F64: {
-            double *restrict y = (double *)out + o;
+            double *restrict y = (double *)dst + b;
             memcpy(y, (double *)slot_in(s, 0) + o, m * sizeof *y);
             for (int k = 1; k < s->world; k++) {
                 const double *restrict x = (const double *)slot_in(s, k) + o;
@@ -230,7 +233,7 @@ static void reduce_chunk(agn_local_seg *s, unsigned char *out, size_t off, size_
             break;
         }
         case AGN_U8: {
-            uint8_t *restrict y = out + o;
+            uint8_t *restrict y = dst + b;
             memcpy(y, slot_in(s, 0) + o, m);
             for (int k = 1; k < s->world; k++) {
                 const uint8_t *restrict x = slot_in(s, k) + o;
@@ -254,9 +257,77 @@ static int local_allreduce(agn_comm *c, local_state *ls, unsigned char *buf, siz
         memcpy(slot_in(s, r), buf + done * es, n * es);
         if (barrier(c, ls, "all-reduce") != 0) return -1;
         size_t lo = n * (size_t)r / (size_t)W, hi = n * (size_t)(r + 1) / (size_t)W;
-        reduce_chunk(s, out, lo, hi - lo, t);
+        sum_slots(s, out + lo * es, lo, hi - lo, t);
         if (barrier(c, ls, "all-reduce") != 0) return -1;
         memcpy(buf + done * es, out, n * es);
+    }
+    return 0;
+}
+
+/* Reduce-scatter and all-gather move each owner's shard (agn_comm_shard)
+ * in rounds: in round j every owner's j-th piece of P = slot / W bytes, so
+ * that every rank works in every round.
+ * Reduce-scatter, round j: rank k copies piece j of owner r's shard into
+ * in[k] at r * P, for every r;  barrier;  owner r sums in[0..W-1] at r * P in
+ * rank order straight into its own buffer;  barrier (in[] is rewritten next
+ * round).  All-gather, round j: owner r copies its piece j into
+ * out[p % 2] at r * P;  barrier;  every rank copies the other pieces out
+ * (the output slots alternate, as in broadcast). */
+static size_t round_piece(size_t lo, size_t hi, size_t j, size_t per, size_t *off)
+{
+    *off = lo + j * per;
+    return *off >= hi ? 0 : (hi - *off < per ? hi - *off : per);
+}
+
+static size_t shard_rounds(size_t count, int W, size_t per)
+{
+    size_t most = (count + (size_t)W - 1) / (size_t)W;
+    return (most + per - 1) / per;
+}
+
+static int local_reduce_scatter(agn_comm *c, local_state *ls, unsigned char *buf, size_t count,
+                                agn_dtype t)
+{
+    agn_local_seg *s = ls->seg;
+    int W = s->world, r = c->rank;
+    size_t es = agn_dtype_size(t), per = s->slot / (size_t)W / es, off, n;
+    size_t rounds = shard_rounds(count, W, per);
+    for (size_t j = 0; j < rounds; j++) {
+        for (int k = 0; k < W; k++) {
+            size_t lo, hi;
+            agn_comm_shard(count, W, k, &lo, &hi);
+            n = round_piece(lo, hi, j, per, &off);
+            if (n) memcpy(slot_in(s, r) + (size_t)k * per * es, buf + off * es, n * es);
+        }
+        if (barrier(c, ls, "reduce-scatter") != 0) return -1;
+        size_t lo, hi;
+        agn_comm_shard(count, W, r, &lo, &hi);
+        n = round_piece(lo, hi, j, per, &off);
+        if (n) sum_slots(s, buf + off * es, (size_t)r * per, n, t);
+        if (barrier(c, ls, "reduce-scatter") != 0) return -1;
+    }
+    return 0;
+}
+
+static int local_allgather(agn_comm *c, local_state *ls, unsigned char *buf, size_t count,
+                           agn_dtype t)
+{
+    agn_local_seg *s = ls->seg;
+    int W = s->world, r = c->rank;
+    size_t es = agn_dtype_size(t), per = s->slot / (size_t)W / es, off, n, lo, hi;
+    size_t rounds = shard_rounds(count, W, per);
+    for (size_t j = 0; j < rounds; j++) {
+        unsigned char *out = slot_out(s, ls->parity++);
+        agn_comm_shard(count, W, r, &lo, &hi);
+        n = round_piece(lo, hi, j, per, &off);
+        if (n) memcpy(out + (size_t)r * per * es, buf + off * es, n * es);
+        if (barrier(c, ls, "all-gather") != 0) return -1;
+        for (int k = 0; k < W; k++) {
+            if (k == r) continue;
+            agn_comm_shard(count, W, k, &lo, &hi);
+            n = round_piece(lo, hi, j, per, &off);
+            if (n) memcpy(buf + off * es, out + (size_t)k * per * es, n * es);
+        }
     }
     return 0;
 }
@@ -282,6 +353,8 @@ static int local_exec(agn_comm *c, struct agn_comm_req *r)
     local_state *ls = c->impl;
     switch (r->op) {
     case AGN_OP_ALLREDUCE: return local_allreduce(c, ls, r->buf, r->count, r->type);
+    case AGN_OP_REDUCE_SCATTER: return local_reduce_scatter(c, ls, r->buf, r->count, r->type);
+    case AGN_OP_ALLGATHER: return local_allgather(c, ls, r->buf, r->count, r->type);
     case AGN_OP_BROADCAST: return local_broadcast(c, ls, r->buf, r->count, r->type, r->root);
     case AGN_OP_BARRIER: return barrier(c, ls, "barrier");
     }
@@ -310,6 +383,8 @@ static void local_destroy(agn_comm *c)
 static const agn_comm_ops local_ops = {
     .name = "local",
     .allreduce_start = agn_engine_allreduce_start,
+    .reduce_scatter_start = agn_engine_reduce_scatter_start,
+    .allgather_start = agn_engine_allgather_start,
     .wait = agn_engine_wait_op,
     .broadcast = agn_engine_broadcast,
     .barrier = agn_engine_barrier,

@@ -198,6 +198,61 @@ static int mpi_allreduce(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t 
     return 0;
 }
 
+/* Reduce-scatter: one all-to-all sends owner k's shard of every rank's
+ * buffer to k, which sums the W copies in rank order into its shard.
+ * All-gather: the shards, in place.  Shards are agn_comm_shard()'s; the
+ * byte counts must fit in an int (buckets do: they are megabytes). */
+static int mpi_shards(agn_comm *c, mpi_state *ms, size_t count, size_t es)
+{
+    if (count * es > (size_t)2147483647)
+        return agn_seterr("reduce-scatter/all-gather of %zu bytes: more than MPI's int counts", count * es);
+    size_t lo, hi, mine;
+    agn_comm_shard(count, c->world, c->rank, &lo, &hi);
+    mine = hi - lo;
+    for (int k = 0; k < c->world; k++) {
+        size_t klo, khi;
+        agn_comm_shard(count, c->world, k, &klo, &khi);
+        ms->scount[k] = (int)((khi - klo) * es);
+        ms->sdispl[k] = (int)(klo * es);
+        ms->rcount[k] = (int)(mine * es);
+        ms->rdispl[k] = (int)((size_t)k * mine * es);
+    }
+    return 0;
+}
+
+static int mpi_reduce_scatter(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
+{
+    size_t es = agn_dtype_size(t), W = (size_t)c->world, lo, hi;
+    if (mpi_shards(c, ms, count, es) != 0) return -1;
+    agn_comm_shard(count, c->world, c->rank, &lo, &hi);
+    size_t mine = hi - lo;
+    if (W * mine * es > ms->tmp_bytes) {
+        free(ms->tmp);
+        ms->tmp_bytes = W * mine * es;
+        ms->tmp = agn_xmalloc(ms->tmp_bytes);
+    }
+    MPI_Request req;
+    int rc = MPI_Ialltoallv(buf, ms->scount, ms->sdispl, MPI_BYTE, ms->tmp, ms->rcount, ms->rdispl,
+                            MPI_BYTE, MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) return mpi_err(rc, "reduce-scatter (MPI_Ialltoallv)");
+    if (mpi_complete(c, &req, "reduce-scatter") != 0) return -1;
+    if (mine > 0) {
+        memcpy(buf + lo * es, ms->tmp, mine * es);
+        for (size_t k = 1; k < W; k++) sum_into(buf + lo * es, ms->tmp + k * mine * es, mine, t);
+    }
+    return 0;
+}
+
+static int mpi_allgather(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
+{
+    if (mpi_shards(c, ms, count, agn_dtype_size(t)) != 0) return -1;
+    MPI_Request req;
+    int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, ms->scount, ms->sdispl, MPI_BYTE,
+                             MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) return mpi_err(rc, "all-gather (MPI_Iallgatherv)");
+    return mpi_complete(c, &req, "all-gather");
+}
+
 static int mpi_exec(agn_comm *c, struct agn_comm_req *r)
 {
     mpi_state *ms = c->impl;
@@ -206,6 +261,8 @@ static int mpi_exec(agn_comm *c, struct agn_comm_req *r)
     switch (r->op) {
     case AGN_OP_INIT: return mpi_init(c, ms);
     case AGN_OP_ALLREDUCE: return mpi_allreduce(c, ms, r->buf, r->count, r->type);
+    case AGN_OP_REDUCE_SCATTER: return mpi_reduce_scatter(c, ms, r->buf, r->count, r->type);
+    case AGN_OP_ALLGATHER: return mpi_allgather(c, ms, r->buf, r->count, r->type);
     case AGN_OP_BROADCAST: {
         size_t es = agn_dtype_size(r->type), bytes = r->count * es;
         for (size_t done = 0; done < bytes; done += PIECE_BYTES) {
@@ -255,6 +312,8 @@ static void mpi_destroy(agn_comm *c)
 static const agn_comm_ops mpi_ops = {
     .name = "mpi",
     .allreduce_start = agn_engine_allreduce_start,
+    .reduce_scatter_start = agn_engine_reduce_scatter_start,
+    .allgather_start = agn_engine_allgather_start,
     .wait = agn_engine_wait_op,
     .broadcast = agn_engine_broadcast,
     .barrier = agn_engine_barrier,

@@ -12,6 +12,7 @@
 #include "shard.h"
 #include "util.h"
 #include "vocab.h"
+#include "zero.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -189,6 +190,7 @@ typedef struct {
     agn_comm_req **req;   /* [n] */
     int next;             /* first bucket not yet started */
     int failed;           /* a start failed: message in errbuf */
+    int scatter;          /* reduce-scatter instead of all-reduce (sharded optimizer, zero.h) */
     char errbuf[512];
 } buckets;
 
@@ -228,8 +230,8 @@ static void buckets_start_from(buckets *bk, size_t offset)
 {
     while (bk->next < bk->n && bk->start[bk->next] >= offset && !bk->failed) {
         int i = bk->next;
-        if (agn_comm_allreduce_start(bk->comm, bk->grads + bk->start[i], bk->end[i] - bk->start[i], AGN_F32,
-                                     &bk->req[i]) != 0) {
+        if ((bk->scatter ? agn_comm_reduce_scatter_start : agn_comm_allreduce_start)(
+                bk->comm, bk->grads + bk->start[i], bk->end[i] - bk->start[i], AGN_F32, &bk->req[i]) != 0) {
             bk->failed = 1;
             snprintf(bk->errbuf, sizeof bk->errbuf, "%s", agn_errmsg());
             return;
@@ -275,6 +277,7 @@ typedef struct {
     float *adam_m, *adam_v;
     agn_optim_config oc;
     buckets bk;
+    agn_zero zero; /* with several ranks: each updates its shard of the parameters */
     batch_buf bb;
     uint64_t *perm;
     agn_train_pos pos;
@@ -557,6 +560,10 @@ static int setup_model(trainer *t)
     batch_alloc(&t->bb, rows, (int)t->cfg->max_len);
     buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->comm);
     t->m.on_grad_ready = on_grad_ready;
+    if (t->world > 1) {
+        t->bk.scatter = 1;
+        agn_zero_plan(&t->zero, &t->m, t->comm, t->bk.n, t->bk.start, t->bk.end);
+    }
     t->m.on_grad_ready_ctx = &t->bk;
 
     t->oc.lr = (float)t->cfg->lr;
@@ -747,6 +754,9 @@ static int eval_and_save(trainer *t, agn_metrics *out, int *have)
             if (save_checkpoint(t, t->path_best, 0) != 0) return -1;
         }
     }
+    /* the Adam moments are sharded across ranks: rank 0 needs them whole */
+    if (t->world > 1 && (agn_zero_gather(&t->zero, t->adam_m) != 0 || agn_zero_gather(&t->zero, t->adam_v) != 0))
+        return -1;
     if (t->rank == 0 && save_checkpoint(t, t->path_last, 1) != 0) return -1;
     t->saved_last = 1;
     return 0;
@@ -914,7 +924,14 @@ static int train_loop(trainer *t)
                 break;
             }
             float lr = agn_lr_at(&t->oc, step);
-            double gnorm = agn_adamw_step(&t->m, t->adam_m, t->adam_v, &t->oc, step, lr);
+            double gnorm, owaited = 0; /* owaited: the all-gather of the parameters */
+            if (t->world == 1) {
+                gnorm = agn_adamw_step(&t->m, t->adam_m, t->adam_v, &t->oc, step, lr);
+            } else if (agn_zero_adamw_step(&t->zero, &t->m, t->adam_m, t->adam_v, &t->oc, step, lr, &gnorm,
+                                           &owaited) != 0) {
+                status = -1;
+                break;
+            }
             double t4 = agn_now();
             if (!isfinite(gnorm)) {
                 progress_clear(t);
@@ -925,7 +942,8 @@ static int train_loop(trainer *t)
             t->pos.step++;
             t->pos.cursor += (uint64_t)Bk;
 
-            double data_s = t1 - t0, compute_s = (t2 - t1) + (t3 - t2 - waited), comm_s = waited, optim_s = t4 - t3;
+            double data_s = t1 - t0, compute_s = (t2 - t1) + (t3 - t2 - waited), comm_s = waited + owaited,
+                   optim_s = t4 - t3 - owaited;
             acc.steps++;
             acc.samples += (double)Bk;
             acc.tokens += tokens;
@@ -1069,6 +1087,7 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
     if (t->m.params) {
         batch_free(&t->bb);
         buckets_free(&t->bk);
+        if (t->world > 1) agn_zero_free(&t->zero);
         agn_model_free(&t->m);
     }
     if (t->vocab) agn_vocab_free(t->vocab);

@@ -147,6 +147,41 @@ static void check_inflight(agn_comm *c, int reverse)
     }
 }
 
+/* Reduce-scatter: this rank's shard equals the serial sum; then an
+ * all-gather of those shards gives every rank the whole sum (together, the
+ * all-reduce), and an all-gather of rank-tagged data gives each shard from
+ * its owner. */
+static void check_shards(agn_comm *c, size_t n, uint64_t salt)
+{
+    float *x = agn_xmalloc((n ? n : 1) * sizeof *x), *y = agn_xmalloc((n ? n : 1) * sizeof *y);
+    fill_f32(x, n, c->rank, salt);
+    serial_f32(y, n, c->world, salt);
+    size_t lo, hi;
+    agn_comm_shard(n, c->world, c->rank, &lo, &hi);
+    agn_comm_req *req;
+    CHECK(agn_comm_reduce_scatter_start(c, x, n, AGN_F32, &req) == 0 && agn_comm_wait(c, req) == 0,
+          "reduce-scatter: %s", agn_errmsg());
+    CHECK(memcmp(x + lo, y + lo, (hi - lo) * sizeof *x) == 0,
+          "rank %d W %d: reduce-scatter of %zu floats: shard [%zu, %zu) differs from the serial sum",
+          c->rank, c->world, n, lo, hi);
+    CHECK(agn_comm_allgather_start(c, x, n, AGN_F32, &req) == 0 && agn_comm_wait(c, req) == 0,
+          "all-gather: %s", agn_errmsg());
+    CHECK(memcmp(x, y, n * sizeof *x) == 0, "rank %d W %d: reduce-scatter + all-gather of %zu floats "
+          "differs from the serial sum", c->rank, c->world, n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)c->rank * 1000 + (float)(i % 997);
+    CHECK(agn_comm_allgather_start(c, x, n, AGN_F32, &req) == 0 && agn_comm_wait(c, req) == 0,
+          "all-gather: %s", agn_errmsg());
+    size_t bad = 0;
+    for (int k = 0; k < c->world; k++) {
+        agn_comm_shard(n, c->world, k, &lo, &hi);
+        for (size_t i = lo; i < hi; i++) bad += x[i] != (float)k * 1000 + (float)(i % 997);
+    }
+    CHECK(bad == 0, "rank %d W %d: all-gather of %zu floats: %zu not from their owner", c->rank,
+          c->world, n, bad);
+    free(x);
+    free(y);
+}
+
 static void check_broadcast(agn_comm *c, size_t n, int root)
 {
     float *x = agn_xmalloc(n * sizeof *x), *y = agn_xmalloc(n * sizeof *y);
@@ -191,6 +226,8 @@ static void collectives(agn_comm *c, _Atomic int *counter, int big)
     for (size_t i = 0; i < AGN_ARRAY_LEN(sizes); i++) check_allreduce_f32(c, sizes[i], 1 + i);
     if (big) check_allreduce_f32(c, 3000017, 99); /* 12 MB: crosses 4 MiB slots */
     check_allreduce_f64(c, 4097, 5);
+    for (size_t i = 0; i < AGN_ARRAY_LEN(sizes); i++) check_shards(c, sizes[i], 50 + i);
+    if (big) check_shards(c, 2500009, 98);
     check_inflight(c, 0);
     check_inflight(c, 1);
     check_broadcast(c, 1, 0);
@@ -241,12 +278,14 @@ static int run_ranks(int world, double timeout_s, size_t slot, void (*body)(agn_
 static void body_collectives(agn_comm *c) { collectives(c, &page->counter, 1); }
 static void body_small_slot(agn_comm *c)
 {
-    /* a 64-byte slot: every buffer goes through many pieces */
+    /* the smallest slot, 64 bytes a rank: every buffer goes through many pieces */
     check_allreduce_f32(c, 1, 1);
     check_allreduce_f32(c, 33, 2);
     check_allreduce_f32(c, 1001, 3);
     check_allreduce_f64(c, 77, 4);
     check_broadcast(c, 999, c->world - 1);
+    check_shards(c, 1, 5);
+    check_shards(c, 1003, 6);
     check_inflight(c, 0);
 }
 
@@ -318,14 +357,14 @@ static int test_local(void)
         int st = run_ranks(w, 20, 0, body_collectives, err, sizeof err);
         CHECK(st == 0, "W %d: collectives: status %d: %s", w, st, err);
         for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d: rank %d failed its checks", w, r);
-        printf("ok - local W=%d: all-reduce bit-exact vs serial sum (sizes 1..3000017), in-flight, "
-               "broadcast, barrier (%.2f s)\n", w, agn_now() - t0);
+        printf("ok - local W=%d: all-reduce and reduce-scatter bit-exact vs serial sum "
+               "(sizes 1..3000017), all-gather, in-flight, broadcast, barrier (%.2f s)\n", w, agn_now() - t0);
     }
     for (int w = 2; w <= (small ? 2 : 3); w++) {
         int st = run_ranks(w, 20, 64, body_small_slot, err, sizeof err);
         CHECK(st == 0, "W %d: 64-byte slots: status %d: %s", w, st, err);
         for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d (64-byte slots): rank %d failed", w, r);
-        printf("ok - local W=%d: buffers split in 64-byte pieces\n", w);
+        printf("ok - local W=%d: buffers split in pieces of 64 bytes a rank\n", w);
     }
 
     /* abort */
@@ -409,8 +448,8 @@ static int test_mpi(int stuck)
         return 1;
     }
     collectives(c, NULL, 1);
-    printf("%s - mpi rank %d of %d (local %d of %d): all-reduce bit-exact vs serial sum, in-flight, "
-           "broadcast, barrier\n", failures ? "not ok" : "ok", c->rank, c->world, c->local_rank,
+    printf("%s - mpi rank %d of %d (local %d of %d): all-reduce and reduce-scatter bit-exact vs "
+           "serial sum, all-gather, in-flight, broadcast, barrier\n", failures ? "not ok" : "ok", c->rank, c->world, c->local_rank,
            c->local_world);
     agn_comm_free(c);
     return failures ? 1 : 0;
