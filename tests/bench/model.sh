@@ -1,0 +1,103 @@
+#!/bin/sh
+# model.sh: agn's CPU model against PyTorch 1.13 on real AG News batches.
+#
+# Tokenizes the training sample, builds a 20000-word vocabulary and a shard,
+# then measures, for each thread count, training throughput (whole optimizer
+# steps: forward, backward, AdamW with clipping, dropout 0.1) of agn with its
+# default padding (to the longest example of each batch), agn with every
+# batch padded to T (--pad-to-max), and PyTorch padding to T as the study
+# did; inference throughput of both; the peak resident memory of each
+# process; and the large config for a few dozen steps.  Prints a table with
+# the ratios the issue sets targets for (training >= 3x with agn's padding,
+# >= 1.5x padded to T, inference >= 3x).
+#
+# Usage: tests/bench/model.sh [BUILDDIR]     (default: $top_builddir or .)
+# Environment: THREADS ("1 2"), STEPS (30), TORCH_STEPS (12), INFER_STEPS
+# (60), LARGE_STEPS (24), TORCH_LARGE_STEPS (6), LARGE_THREADS (2),
+# SKIP_LARGE (0), AGN_DATA (the corpus), TORCH_PYTHON (/usr/bin/python3).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-${top_builddir:-.}}" && pwd)
+bench=$build/tests/bench/bench-model
+[ -x "$bench" ] || { echo "model.sh: $bench not built: run 'make check' (or make tests/bench/bench-model) in $build" >&2; exit 1; }
+for p in agn-tokenize agn-vocab agn-shard; do
+    [ -x "$build/tools/$p" ] || { echo "model.sh: $build/tools/$p not built" >&2; exit 1; }
+done
+data=${AGN_DATA:-$here/../../../shared/data/ag_news}
+[ -f "$data/train_sample.csv.gz" ] || { echo "model.sh: no $data/train_sample.csv.gz (set AGN_DATA)" >&2; exit 1; }
+py=${TORCH_PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-1 2}
+STEPS=${STEPS:-30}
+TORCH_STEPS=${TORCH_STEPS:-12}
+INFER_STEPS=${INFER_STEPS:-60}
+LARGE_STEPS=${LARGE_STEPS:-24}
+TORCH_LARGE_STEPS=${TORCH_LARGE_STEPS:-6}
+LARGE_THREADS=${LARGE_THREADS:-2}
+SKIP_LARGE=${SKIP_LARGE:-0}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/agn-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+"$build/tools/agn-tokenize" "$data/train_sample.csv.gz" > "$tmp/train.tok"
+"$build/tools/agn-vocab" -n 20000 < "$tmp/train.tok" > "$tmp/vocab.txt" 2>/dev/null
+"$build/tools/agn-shard" -v "$tmp/vocab.txt" -L 256 -o "$tmp/train" < "$tmp/train.tok" 2>/dev/null
+shards=$(ls "$tmp"/train-*.agns)
+
+torch_env() {
+    LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 "$@"
+}
+have_torch=yes
+torch_env "$py" -c 'import torch' 2>/dev/null || have_torch=no
+
+# run NAME CMD...: runs one measurement, keeps its key=value line in $tmp/NAME
+run() {
+    name=$1; shift
+    if "$@" > "$tmp/$name" 2> "$tmp/$name.err"; then :; else
+        echo "model.sh: $name failed:" >&2; cat "$tmp/$name.err" >&2; : > "$tmp/$name"
+    fi
+    sed 's/^/  /' "$tmp/$name" >&2
+}
+get() { # get NAME KEY
+    [ -s "$tmp/$1" ] && tr ' ' '\n' < "$tmp/$1" | sed -n "s/^$2=//p" || echo "-"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
+
+echo "model.sh: measuring (each line is one process)" >&2
+for t in $THREADS; do
+    run agn_dyn_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS $shards
+    run agn_max_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS --pad-to-max $shards
+    run agn_inf_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $INFER_STEPS --infer $shards
+    if [ $have_torch = yes ]; then
+        run pt_train_$t torch_env "$py" "$here/torch_model.py" --tokens "$tmp/train.tok" --vocab "$tmp/vocab.txt" --threads $t --steps $TORCH_STEPS
+        run pt_inf_$t   torch_env "$py" "$here/torch_model.py" --tokens "$tmp/train.tok" --vocab "$tmp/vocab.txt" --threads $t --steps $INFER_STEPS --infer
+    fi
+done
+if [ "$SKIP_LARGE" = 0 ]; then
+    t=$LARGE_THREADS
+    run agn_large_dyn env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 $shards
+    run agn_large_max env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --pad-to-max $shards
+    run agn_large_inf env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --infer $shards
+    if [ $have_torch = yes ]; then
+        run pt_large_train torch_env "$py" "$here/torch_model.py" --config large --tokens "$tmp/train.tok" --vocab "$tmp/vocab.txt" --threads $t --steps $TORCH_LARGE_STEPS --warmup 1
+        run pt_large_inf torch_env "$py" "$here/torch_model.py" --config large --tokens "$tmp/train.tok" --vocab "$tmp/vocab.txt" --threads $t --steps $TORCH_LARGE_STEPS --warmup 1 --infer
+    fi
+fi
+
+echo
+echo "agn CPU model vs PyTorch $(torch_env "$py" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(absent)'), AG News train_sample, samples/s (peak RSS MiB)"
+echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %-7s %-6s %-22s %-22s %-22s %-9s %-9s\n' config threads mode "agn dynamic padding" "agn padded to T" "PyTorch padded to T" "dyn/PT" "max/PT"
+row() { # row CONFIG THREADS MODE AGN_DYN AGN_MAX PT
+    cell() { [ -s "$tmp/$1" ] && printf '%s (%s)' "$(get $1 samples_per_s)" "$(get $1 peak_rss_mb)" || printf -- '-'; }
+    a=$(get $4 samples_per_s); b=$(get $5 samples_per_s); p=$(get $6 samples_per_s)
+    printf '%-8s %-7s %-6s %-22s %-22s %-22s %-9s %-9s\n' $1 $2 $3 "$(cell $4)" "$(cell $5)" "$(cell $6)" "$(ratio $a $p)" "$(ratio $b $p)"
+}
+for t in $THREADS; do
+    row small $t train agn_dyn_$t agn_max_$t pt_train_$t
+    row small $t infer agn_inf_$t none pt_inf_$t
+done
+if [ "$SKIP_LARGE" = 0 ]; then
+    row large $LARGE_THREADS train agn_large_dyn agn_large_max pt_large_train
+    row large $LARGE_THREADS infer agn_large_inf none pt_large_inf
+fi
+echo "targets (small): train dyn/PT >= 3x and max/PT >= 1.5x at 1 and 2 threads; infer >= 3x; agn's peak RSS no higher"
