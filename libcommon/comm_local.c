@@ -8,6 +8,9 @@
  * one per rank, and two output slots used alternately.  A buffer longer than
  * a slot is processed in pieces of one slot.
  *
+ * Reduce-scatter and all-gather (for the sharded optimizer, zero.h) are
+ * described with their code below.
+ *
  * All-reduce of one piece, reduce-scatter then all-gather through memory:
  *   1. rank r copies its piece into in[r];             barrier
  *   2. rank r sums chunk r of every in[k], k = 0..W-1 in that order, into
@@ -21,7 +24,8 @@
  * reaches only when done copying piece p out.  Broadcast stages through the
  * same alternating output slots with one barrier a piece.
  *
- * Waiting: a generation barrier on a futex word (a short spin first), woken
+ * Waiting: a generation barrier on a futex word (a spin of 100 pauses first:
+ * longer spins steal the cores from the compute of ranks sharing them), woken
  * by the last arrival, by an abort, and every 100 ms to check the deadline.
  * Every wait times out after the communicator's timeout; a rank that times
  * out or fails aborts the segment, so the others fail at their next wait with
@@ -46,7 +50,9 @@
 
 #define LOCAL_MAX_WORLD 256
 #define SLOT_DEFAULT ((size_t)4 << 20)
-#define SPIN_ITERS 2000
+#ifndef SPIN_ITERS
+#define SPIN_ITERS 100
+#endif
 #define WAIT_SLICE_NS 100000000L
 
 /* ---- the segment ---------------------------------------------------------- */

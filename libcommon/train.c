@@ -190,7 +190,7 @@ typedef struct {
     agn_comm_req **req;   /* [n] */
     int next;             /* first bucket not yet started */
     int failed;           /* a start failed: message in errbuf */
-    int scatter;          /* reduce-scatter instead of all-reduce (sharded optimizer, zero.h) */
+    agn_zero *zero;       /* several ranks: reduced by zero.h (sharded optimizer), not all-reduced */
     char errbuf[512];
 } buckets;
 
@@ -230,8 +230,9 @@ static void buckets_start_from(buckets *bk, size_t offset)
 {
     while (bk->next < bk->n && bk->start[bk->next] >= offset && !bk->failed) {
         int i = bk->next;
-        if ((bk->scatter ? agn_comm_reduce_scatter_start : agn_comm_allreduce_start)(
-                bk->comm, bk->grads + bk->start[i], bk->end[i] - bk->start[i], AGN_F32, &bk->req[i]) != 0) {
+        if (bk->zero ? agn_zero_reduce_start(bk->zero, i)
+                     : agn_comm_allreduce_start(bk->comm, bk->grads + bk->start[i], bk->end[i] - bk->start[i],
+                                                AGN_F32, &bk->req[i])) {
             bk->failed = 1;
             snprintf(bk->errbuf, sizeof bk->errbuf, "%s", agn_errmsg());
             return;
@@ -561,7 +562,7 @@ static int setup_model(trainer *t)
     buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->comm);
     t->m.on_grad_ready = on_grad_ready;
     if (t->world > 1) {
-        t->bk.scatter = 1;
+        t->bk.zero = &t->zero;
         agn_zero_plan(&t->zero, &t->m, t->comm, t->bk.n, t->bk.start, t->bk.end);
     }
     t->m.on_grad_ready_ctx = &t->bk;
@@ -880,6 +881,10 @@ static int train_loop(trainer *t)
             }
             test_trace_batch(t, gidx + start, count);
             batch_fill(&t->bb, &t->train, gidx + start, (int)count, T, o->pad_to_max);
+            if (t->world > 1 && agn_zero_begin_step(&t->zero, t->bb.b.ids, (size_t)t->bb.b.B * (size_t)t->bb.b.T) != 0) {
+                status = -1;
+                break;
+            }
             t->bb.b.seed = t->cfg->seed;
             t->bb.b.epoch = epoch;
             t->bb.b.train = 1;
@@ -887,7 +892,8 @@ static int train_loop(trainer *t)
             double t1 = agn_now();
 
             /* ---- compute: forward, backward; buckets reduce as backward goes */
-            memset(t->m.grads, 0, t->m.n_params * sizeof(float));
+            if (t->world > 1) agn_zero_clear_grads(&t->zero); /* the embedding's sparse rows only */
+            else memset(t->m.grads, 0, t->m.n_params * sizeof(float));
             /* [1]: ranks that were asked to stop; all stop after this step */
             double loss_sum[2] = {0, o->stop && *o->stop ? 1 : 0};
             double waited = 0;
@@ -927,8 +933,7 @@ static int train_loop(trainer *t)
             double gnorm, owaited = 0; /* owaited: the all-gather of the parameters */
             if (t->world == 1) {
                 gnorm = agn_adamw_step(&t->m, t->adam_m, t->adam_v, &t->oc, step, lr);
-            } else if (agn_zero_adamw_step(&t->zero, &t->m, t->adam_m, t->adam_v, &t->oc, step, lr, &gnorm,
-                                           &owaited) != 0) {
+            } else if (agn_zero_adamw_step(&t->zero, t->adam_m, t->adam_v, &t->oc, step, lr, &gnorm, &owaited) != 0) {
                 status = -1;
                 break;
             }

@@ -1,4 +1,4 @@
-/* zero.c: the sharded optimizer step (zero.h). */
+/* zero.c: the sharded gradient reduction and optimizer step (zero.h). */
 #include "config.h"
 #include "zero.h"
 
@@ -8,67 +8,169 @@
 #include <stdlib.h>
 #include <string.h>
 
-void agn_zero_plan(agn_zero *z, const agn_model *m, agn_comm *c, int n, const size_t *start,
+/* ---- plan ------------------------------------------------------------------- */
+
+static void add_range(agn_zero *z, const agn_model *m, size_t start, size_t end, int sparse)
+{
+    agn_zero_range *r = &z->ranges[z->n_ranges++];
+    size_t lo, hi;
+    r->start = start;
+    r->end = end;
+    r->sparse = sparse;
+    agn_comm_shard(end - start, z->comm->world, z->comm->rank, &lo, &hi);
+    lo += start;
+    hi += start;
+    r->first = z->n_pieces;
+    for (int i = 0; i < m->n_tensors && lo < hi; i++) {
+        const agn_tensor *tn = &m->tensors[i];
+        size_t a = tn->offset > lo ? tn->offset : lo;
+        size_t e = tn->offset + tn->numel < hi ? tn->offset + tn->numel : hi;
+        if (a >= e) continue;
+        agn_tensor *p = &z->pieces[z->n_pieces++];
+        *p = *tn;
+        p->offset = a;
+        p->numel = e - a;
+    }
+    r->count = z->n_pieces - r->first;
+}
+
+void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
                    const size_t *end)
 {
     memset(z, 0, sizeof *z);
     z->comm = c;
+    z->m = m;
     z->n_buckets = n;
-    z->start = agn_xcalloc((size_t)n, sizeof *z->start);
-    z->end = agn_xcalloc((size_t)n, sizeof *z->end);
-    z->first = agn_xcalloc((size_t)n, sizeof *z->first);
-    z->count = agn_xcalloc((size_t)n, sizeof *z->count);
-    z->req = agn_xcalloc((size_t)n, sizeof *z->req);
-    z->pieces = agn_xcalloc((size_t)m->n_tensors + (size_t)n, sizeof *z->pieces);
+    z->bucket_first = agn_xcalloc((size_t)n, sizeof *z->bucket_first);
+    z->bucket_count = agn_xcalloc((size_t)n, sizeof *z->bucket_count);
+    z->ranges = agn_xcalloc(2 * (size_t)n, sizeof *z->ranges);
+    z->pieces = agn_xcalloc((size_t)m->n_tensors + 2 * (size_t)n, sizeof *z->pieces);
+    const agn_tensor *emb = agn_model_tensor(m, "tok_emb");
+    size_t e0 = emb ? emb->offset : 0, e1 = emb ? emb->offset + emb->numel : 0;
+    if (emb && emb->ndim == 2) {
+        z->vocab = (size_t)emb->shape[0];
+        z->dim = (size_t)emb->shape[1];
+        z->mask = agn_xcalloc(z->vocab, 1);
+        z->rows = agn_xcalloc(z->vocab, sizeof *z->rows);
+    }
     for (int b = 0; b < n; b++) {
-        size_t lo, hi;
-        z->start[b] = start[b];
-        z->end[b] = end[b];
-        agn_comm_shard(end[b] - start[b], c->world, c->rank, &lo, &hi);
-        lo += start[b];
-        hi += start[b];
-        z->first[b] = z->n_pieces;
-        for (int i = 0; i < m->n_tensors && lo < hi; i++) {
-            const agn_tensor *tn = &m->tensors[i];
-            size_t a = tn->offset > lo ? tn->offset : lo;
-            size_t e = tn->offset + tn->numel < hi ? tn->offset + tn->numel : hi;
-            if (a >= e) continue;
-            agn_tensor *p = &z->pieces[z->n_pieces++];
-            *p = *tn;
-            p->offset = a;
-            p->numel = e - a;
+        z->bucket_first[b] = z->n_ranges;
+        size_t s = start[b], e = end[b];
+        if (z->mask && s <= e0 && e1 <= e) { /* the embedding, alone in its range */
+            if (s < e0) add_range(z, m, s, e0, 0);
+            add_range(z, m, e0, e1, 1);
+            if (e1 < e) add_range(z, m, e1, e, 0);
+        } else {
+            add_range(z, m, s, e, 0);
         }
-        z->count[b] = z->n_pieces - z->first[b];
+        z->bucket_count[b] = z->n_ranges - z->bucket_first[b];
     }
 }
 
 void agn_zero_free(agn_zero *z)
 {
-    free(z->start);
-    free(z->end);
-    free(z->first);
-    free(z->count);
-    free(z->req);
+    free(z->bucket_first);
+    free(z->bucket_count);
+    free(z->ranges);
     free(z->pieces);
+    free(z->mask);
+    free(z->rows);
+    free(z->packed);
     memset(z, 0, sizeof *z);
 }
 
-/* Waits for the requests of buckets [0, n) that were started. */
+/* ---- reduction ------------------------------------------------------------------ */
+
+int agn_zero_begin_step(agn_zero *z, const int32_t *ids, size_t n)
+{
+    if (!z->mask) return 0;
+    memset(z->mask, 0, z->vocab);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && (size_t)ids[i] < z->vocab) z->mask[ids[i]] = 1;
+    /* a sum of 0/1 in a byte: 256 ranks could wrap to 0 */
+    if (z->comm->world > 255) return agn_seterr("sparse embedding reduction: more than 255 ranks");
+    return agn_comm_allreduce_start(z->comm, z->mask, z->vocab, AGN_U8, &z->mask_req);
+}
+
+void agn_zero_clear_grads(agn_zero *z)
+{
+    float *g = z->m->grads;
+    for (int i = 0; i < z->n_ranges; i++) {
+        const agn_zero_range *r = &z->ranges[i];
+        if (!r->sparse) {
+            memset(g + r->start, 0, (r->end - r->start) * sizeof *g);
+            continue;
+        }
+        for (size_t k = 0; k < z->n_rows; k++)
+            memset(g + r->start + (size_t)z->rows[k] * z->dim, 0, z->dim * sizeof *g);
+    }
+}
+
+static int sparse_start(agn_zero *z, agn_zero_range *r)
+{
+    if (agn_comm_wait(z->comm, z->mask_req) != 0) {
+        z->mask_req = NULL;
+        return -1;
+    }
+    z->mask_req = NULL;
+    size_t k = 0;
+    for (size_t v = 0; v < z->vocab; v++)
+        if (z->mask[v]) z->rows[k++] = (int32_t)v;
+    z->n_rows = k;
+    z->packed = agn_xrealloc(z->packed, (k ? k : 1) * z->dim * sizeof *z->packed);
+    const float *g = z->m->grads + r->start;
+    for (size_t i = 0; i < k; i++)
+        memcpy(z->packed + i * z->dim, g + (size_t)z->rows[i] * z->dim, z->dim * sizeof(float));
+    return agn_comm_allreduce_start(z->comm, z->packed, k * z->dim, AGN_F32, &z->emb_req);
+}
+
+int agn_zero_reduce_start(agn_zero *z, int b)
+{
+    for (int i = 0; i < z->bucket_count[b]; i++) {
+        agn_zero_range *r = &z->ranges[z->bucket_first[b] + i];
+        int rc = r->sparse ? sparse_start(z, r)
+                           : agn_comm_reduce_scatter_start(z->comm, z->m->grads + r->start,
+                                                           r->end - r->start, AGN_F32, &r->req);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+/* Waits for every request of the step (the sparse rows scattered back). */
 static int wait_all(agn_zero *z, double *waited)
 {
     double t = agn_now();
     int rc = 0;
-    for (int b = 0; b < z->n_buckets; b++) {
-        if (agn_comm_wait(z->comm, z->req[b]) != 0 && rc == 0) rc = -1;
-        z->req[b] = NULL;
+    if (agn_comm_wait(z->comm, z->mask_req) != 0) rc = -1;
+    z->mask_req = NULL;
+    for (int i = 0; i < z->n_ranges; i++) {
+        agn_zero_range *r = &z->ranges[i];
+        if (agn_comm_wait(z->comm, r->req) != 0 && rc == 0) rc = -1;
+        r->req = NULL;
+    }
+    if (z->emb_req) {
+        int erc = agn_comm_wait(z->comm, z->emb_req);
+        z->emb_req = NULL;
+        if (erc != 0 && rc == 0) rc = -1;
+        for (int i = 0; i < z->n_ranges && rc == 0; i++) {
+            if (!z->ranges[i].sparse) continue;
+            float *g = z->m->grads + z->ranges[i].start;
+            for (size_t k = 0; k < z->n_rows; k++)
+                memcpy(g + (size_t)z->rows[k] * z->dim, z->packed + k * z->dim, z->dim * sizeof(float));
+        }
     }
     if (waited) *waited += agn_now() - t;
     return rc;
 }
 
-int agn_zero_adamw_step(agn_zero *z, agn_model *m, float *adam_m, float *adam_v,
-                        const agn_optim_config *oc, long step, float lr, double *norm, double *waited)
+/* ---- the optimizer step ------------------------------------------------------------- */
+
+int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,
+                        long step, float lr, double *norm, double *waited)
 {
+    agn_model *m = z->m;
+    if (wait_all(z, waited) != 0) return -1;
+
     /* the global norm: this rank's pieces in a fixed order, then the ranks */
     double ss = 0;
     for (int i = 0; i < z->n_pieces; i++) {
@@ -100,18 +202,21 @@ int agn_zero_adamw_step(agn_zero *z, agn_model *m, float *adam_m, float *adam_v,
     agn_optim_config noclip = *oc;
     noclip.grad_clip = 0;
 
-    /* bucket by bucket, the last (the embedding, the largest) first, so that
-     * its all-gather runs while the others are updated */
+    /* range by range, the embedding (the largest) first, so that its
+     * all-gather runs while the others are updated */
     int rc = 0;
-    for (int b = z->n_buckets - 1; b >= 0 && rc == 0; b--) {
-        agn_model view = *m;
-        view.tensors = z->pieces + z->first[b];
-        view.n_tensors = z->count[b];
-        view.n_params = 0; /* no norm: clipping is done */
-        agn_adamw_step(&view, adam_m, adam_v, &noclip, step, lr);
-        rc = agn_comm_allgather_start(z->comm, m->params + z->start[b], z->end[b] - z->start[b],
-                                      AGN_F32, &z->req[b]);
-    }
+    for (int pass = 0; pass < 2 && rc == 0; pass++)
+        for (int i = z->n_ranges - 1; i >= 0 && rc == 0; i--) {
+            agn_zero_range *r = &z->ranges[i];
+            if ((pass == 0) != (r->sparse == 1)) continue;
+            agn_model view = *m;
+            view.tensors = z->pieces + r->first;
+            view.n_tensors = r->count;
+            view.n_params = 0; /* no norm: clipping is done */
+            agn_adamw_step(&view, adam_m, adam_v, &noclip, step, lr);
+            rc = agn_comm_allgather_start(z->comm, m->params + r->start, r->end - r->start, AGN_F32,
+                                          &r->req);
+        }
     if (wait_all(z, waited) != 0) rc = -1;
     return rc;
 }
@@ -119,9 +224,10 @@ int agn_zero_adamw_step(agn_zero *z, agn_model *m, float *adam_m, float *adam_v,
 int agn_zero_gather(agn_zero *z, float *buf)
 {
     int rc = 0;
-    for (int b = 0; b < z->n_buckets && rc == 0; b++)
-        rc = agn_comm_allgather_start(z->comm, buf + z->start[b], z->end[b] - z->start[b], AGN_F32,
-                                      &z->req[b]);
+    for (int i = 0; i < z->n_ranges && rc == 0; i++) {
+        agn_zero_range *r = &z->ranges[i];
+        rc = agn_comm_allgather_start(z->comm, buf + r->start, r->end - r->start, AGN_F32, &r->req);
+    }
     if (wait_all(z, NULL) != 0) rc = -1;
     return rc;
 }

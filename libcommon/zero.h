@@ -1,9 +1,17 @@
-/* zero.h: the optimizer step of data-parallel training sharded across ranks
- * (ZeRO stage 1, as llm.c's zero.cuh): gradients are reduce-scattered
- * instead of all-reduced, each rank runs AdamW on its own shard of every
- * gradient bucket only, and the updated parameters are all-gathered.  The
- * communication volume is that of one all-reduce; the optimizer's work, a
- * serial part of every step otherwise, is divided by the number of ranks.
+/* zero.h: the gradient reduction and optimizer step of data-parallel
+ * training with several ranks, sharded as in ZeRO stage 1 (llm.c's
+ * zero.cuh): gradients are reduce-scattered instead of all-reduced, each
+ * rank runs AdamW on its own shard of every bucket only, and the updated
+ * parameters are all-gathered.  The communication volume is that of one
+ * all-reduce; the optimizer's work, a serial part of every step otherwise,
+ * is divided by the number of ranks.
+ *
+ * The token embedding is the largest tensor and the most sparse gradient:
+ * only the rows of tokens in the batch are non-zero.  Its rows are reduced
+ * sparsely: before the forward pass the ranks sum a mask of the token ids
+ * each saw (the union), and the embedding gradient travels as the rows of
+ * that union only, in id order, all-reduced; every other row is 0 on every
+ * rank, whose sum is 0.  The values are those of the dense reduction.
  *
  * Same arithmetic as agn_adamw_step() element for element (it is called on
  * a view of the shard); only the global gradient norm is summed in another
@@ -16,27 +24,53 @@
 #include "comm.h"
 #include "model.h"
 
+#include <stdint.h>
+
+typedef struct {
+    size_t start, end;  /* elements of the flat buffers */
+    int sparse;         /* the token embedding: rows of the batch's tokens only */
+    int first, count;   /* its pieces (this rank's shard, cut at tensor boundaries) */
+    agn_comm_req *req;
+} agn_zero_range;
+
 typedef struct {
     agn_comm *comm;
-    int n_buckets;
-    size_t *start, *end;  /* [n_buckets] the gradient buckets (ranges of the flat buffers) */
-    agn_tensor *pieces;   /* this rank's shard of every bucket, cut at tensor boundaries */
-    int *first, *count;   /* [n_buckets] bucket b's pieces: pieces[first[b] ..+ count[b]) */
+    agn_model *m;
+    int n_buckets, n_ranges;
+    int *bucket_first, *bucket_count; /* [n_buckets] ranges of trainer bucket b */
+    agn_zero_range *ranges;
+    agn_tensor *pieces;
     int n_pieces;
-    agn_comm_req **req;   /* [n_buckets] */
+    /* the sparse embedding */
+    size_t vocab, dim;      /* rows, row length */
+    uint8_t *mask;          /* [vocab] tokens seen, summed over ranks */
+    agn_comm_req *mask_req;
+    int32_t *rows;          /* [vocab] the union, in id order */
+    size_t n_rows;
+    float *packed;          /* [n_rows * dim] their gradients */
+    agn_comm_req *emb_req;
 } agn_zero;
 
-/* Plans the shards of the N buckets [start[i], end[i]) of M's buffers. */
-void agn_zero_plan(agn_zero *z, const agn_model *m, agn_comm *c, int n, const size_t *start,
+/* Plans the shards of the trainer's N buckets [start[i], end[i]) of M's
+ * buffers (any partition of them, in any order). */
+void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
                    const size_t *end);
 void agn_zero_free(agn_zero *z);
-/* After the reduce-scatter of every bucket of m->grads: global-norm
- * clipping and AdamW on this rank's shards, then the all-gather of the
- * parameters.  *NORM gets the pre-clip norm; the time blocked on the
- * all-gather is added to *WAITED.  -1 with a message if a collective failed. */
-int agn_zero_adamw_step(agn_zero *z, agn_model *m, float *adam_m, float *adam_v,
-                        const agn_optim_config *oc, long step, float lr, double *norm, double *waited);
-/* All-gathers every bucket of BUF (the Adam moments, before a checkpoint). */
+/* Before the forward pass of a step: the token ids of this rank's batch
+ * (N of them, pads included); starts the union of the ranks' tokens. */
+int agn_zero_begin_step(agn_zero *z, const int32_t *ids, size_t n);
+/* Zeroes the gradient buffer for the next step: the embedding's rows of
+ * the last step's union only (no other row was written), all the rest. */
+void agn_zero_clear_grads(agn_zero *z);
+/* From the backward callback: starts the reduction of trainer bucket B. */
+int agn_zero_reduce_start(agn_zero *z, int b);
+/* After backward: waits for the reductions, then global-norm clipping and
+ * AdamW on this rank's shards, then the all-gather of the parameters.
+ * *NORM gets the pre-clip norm; the time blocked on collectives is added to
+ * *WAITED.  -1 with a message if a collective failed. */
+int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,
+                        long step, float lr, double *norm, double *waited);
+/* All-gathers BUF (the Adam moments, before a checkpoint). */
 int agn_zero_gather(agn_zero *z, float *buf);
 
 #endif
