@@ -20,6 +20,36 @@
 #ifdef HAVE_CBLAS
 #include <cblas.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The hot elementwise kernels are compiled for AVX-512 and AVX2 besides the
+ * baseline, and the loader picks the best the CPU has (GCC function
+ * multiversioning): a distribution's baseline build still runs everywhere.
+ * Each kernel is a plain function over a range; the parallel loops call it
+ * on one range per thread or one row at a time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define AGN_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef AGN_KERNEL
+#define AGN_KERNEL
+#endif
+
+/* This thread's share [*i0, *i1) of [0, n), in 16-float aligned pieces. */
+static void thread_range(size_t n, size_t *i0, size_t *i1)
+{
+#ifdef _OPENMP
+    size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+#else
+    size_t t = 0, nt = 1;
+#endif
+    size_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
+    *i0 = t * chunk < n ? t * chunk : n;
+    *i1 = *i0 + chunk < n ? *i0 + chunk : n;
+}
 
 /* Reductions over a channel dimension D are done in blocks of CHUNK channels,
  * one block per loop iteration, each walking all rows in order: the sum order
@@ -119,25 +149,46 @@ void embedding_backward(float *dtok_emb, float *dpos_emb, const float *dout, con
 
 /* ---- layernorm ------------------------------------------------------------ */
 
+AGN_KERNEL static void layernorm_row(float *o, float *mean, float *rstd, const float *x,
+                                     const float *weight, const float *bias, int D)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int d = 0; d < D; d++) s += x[d];
+    float m = s / (float)D, v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int d = 0; d < D; d++) v += (x[d] - m) * (x[d] - m);
+    float rs = 1.0f / sqrtf(v / (float)D + 1e-5f);
+#pragma omp simd
+    for (int d = 0; d < D; d++) o[d] = (x[d] - m) * rs * weight[d] + bias[d];
+    *mean = m;
+    *rstd = rs;
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int D)
 {
-    const float eps = 1e-5f;
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * D;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int d = 0; d < D; d++) s += x[d];
-        float m = s / (float)D, v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int d = 0; d < D; d++) v += (x[d] - m) * (x[d] - m);
-        float rs = 1.0f / sqrtf(v / (float)D + eps);
-        float *o = out + (size_t)r * D;
+    for (int r = 0; r < N; r++)
+        layernorm_row(out + (size_t)r * D, mean + r, rstd + r, inp + (size_t)r * D, weight, bias, D);
+}
+
+AGN_KERNEL static void layernorm_backward_row(float *di, const float *g, const float *x,
+                                              const float *weight, float m, float rs, int D)
+{
+    float a = 0.0f, b = 0.0f; /* mean of dnorm, mean of dnorm * norm */
+#pragma omp simd reduction(+ : a, b)
+    for (int d = 0; d < D; d++) {
+        float dn = weight[d] * g[d];
+        a += dn;
+        b += dn * (x[d] - m) * rs;
+    }
+    a /= (float)D;
+    b /= (float)D;
 #pragma omp simd
-        for (int d = 0; d < D; d++) o[d] = (x[d] - m) * rs * weight[d] + bias[d];
-        mean[r] = m;
-        rstd[r] = rs;
+    for (int d = 0; d < D; d++) {
+        float norm = (x[d] - m) * rs;
+        di[d] += (weight[d] * g[d] - a - norm * b) * rs;
     }
 }
 
@@ -146,25 +197,9 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *rstd, int N, int D)
 {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
-        float m = mean[r], rs = rstd[r];
-        float a = 0.0f, b = 0.0f; /* mean of dnorm, mean of dnorm * norm */
-#pragma omp simd reduction(+ : a, b)
-        for (int d = 0; d < D; d++) {
-            float dn = weight[d] * g[d];
-            a += dn;
-            b += dn * (x[d] - m) * rs;
-        }
-        a /= (float)D;
-        b /= (float)D;
-        float *di = dinp + (size_t)r * D;
-#pragma omp simd
-        for (int d = 0; d < D; d++) {
-            float norm = (x[d] - m) * rs;
-            di[d] += (weight[d] * g[d] - a - norm * b) * rs;
-        }
-    }
+    for (int r = 0; r < N; r++)
+        layernorm_backward_row(dinp + (size_t)r * D, dout + (size_t)r * D, inp + (size_t)r * D,
+                               weight, mean[r], rstd[r], D);
     int nblk = (D + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblk; blk++) {
@@ -272,6 +307,32 @@ static void small_gemm(int ta, int tb, int M, int N, int K, float alpha, const f
 #endif
 }
 
+/* p = softmax(p) over n entries, in place. */
+AGN_KERNEL static void softmax_row(float *p, int n)
+{
+    float mx = p[0];
+    for (int j = 1; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        p[j] = agn_expf(p[j] - mx);
+        sum += p[j];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < n; j++) p[j] *= inv;
+}
+
+/* dp = scale * p * (dp - sum(p * dp)): the softmax's backward, in place. */
+AGN_KERNEL static void softmax_backward_row(float *dp, const float *p, int n, float scale)
+{
+    float rowdot = 0.0f;
+#pragma omp simd reduction(+ : rowdot)
+    for (int j = 0; j < n; j++) rowdot += p[j] * dp[j];
+#pragma omp simd
+    for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - rowdot) * scale;
+}
+
 void attention_forward(float *out, float *att, const float *qkv, const int *start,
                        const int *len, const size_t *att_off, int B, int D, int H)
 {
@@ -287,20 +348,7 @@ void attention_forward(float *out, float *att, const float *qkv, const int *star
             float *P = att + att_off[b] + (size_t)h * n * n;
             /* scores S = Q K^T / sqrt(hd), then a softmax per row, in place */
             small_gemm(0, 1, n, n, hd, scale, Q, D3, K, D3, 0.0f, P, n);
-            for (int i = 0; i < n; i++) {
-                float *p = P + (size_t)i * n;
-                float mx = p[0];
-                for (int j = 1; j < n; j++) mx = p[j] > mx ? p[j] : mx;
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < n; j++) {
-                    p[j] = agn_expf(p[j] - mx);
-                    sum += p[j];
-                }
-                float inv = 1.0f / sum;
-#pragma omp simd
-                for (int j = 0; j < n; j++) p[j] *= inv;
-            }
+            for (int i = 0; i < n; i++) softmax_row(P + (size_t)i * n, n);
             /* out = P V */
             small_gemm(0, 0, n, hd, n, 1.0f, P, n, V, D3, 0.0f,
                        out + (size_t)start[b] * D + h * hd, D);
@@ -331,15 +379,7 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
             small_gemm(0, 1, n, n, hd, 1.0f, dY, D, V, D3, 0.0f, dP, n);
             /* softmax backward: dS = P * (dP - rowsum(P * dP)), with the
              * 1/sqrt(hd) of the scores folded in */
-            for (int i = 0; i < n; i++) {
-                const float *p = P + (size_t)i * n;
-                float *dp = dP + (size_t)i * n;
-                float rowdot = 0.0f;
-#pragma omp simd reduction(+ : rowdot)
-                for (int j = 0; j < n; j++) rowdot += p[j] * dp[j];
-#pragma omp simd
-                for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - rowdot) * scale;
-            }
+            for (int i = 0; i < n; i++) softmax_backward_row(dP + (size_t)i * n, P + (size_t)i * n, n, scale);
             /* dQ += dS K;  dK += dS^T Q */
             small_gemm(0, 0, n, hd, n, 1.0f, dP, n, K, D3, 1.0f, dQ, D3);
             small_gemm(1, 0, n, hd, n, 1.0f, dP, n, Q, D3, 1.0f, dK, D3);
@@ -356,9 +396,9 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
  * tanh everywhere, saturating cleanly (exp clamps). */
 static inline float fast_tanh(float u) { return 1.0f - 2.0f / (agn_expf(2.0f * u) + 1.0f); }
 
-void gelu_forward(float *out, const float *inp, size_t n)
+AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
@@ -366,15 +406,35 @@ void gelu_forward(float *out, const float *inp, size_t n)
     }
 }
 
-void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
+AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const float *inp, size_t n)
 {
-#pragma omp parallel for simd schedule(static)
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
         float local = 0.5f * (1.0f + t) +
                       0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
         dinp[i] += local * dout[i];
+    }
+}
+
+void gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        thread_range(n, &i0, &i1);
+        gelu_forward_k(out + i0, inp + i0, i1 - i0);
+    }
+}
+
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
+{
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        thread_range(n, &i0, &i1);
+        gelu_backward_k(dinp + i0, dout + i0, inp + i0, i1 - i0);
     }
 }
 

@@ -8,10 +8,9 @@
 #include "config.h"
 #include "model.h"
 
-/* sqrtf without errno and comparisons without traps, so that the update
- * loop vectorizes; no value changes (the arguments are never negative). */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-math-errno", "no-trapping-math")
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define AGN_X86_KERNELS 1
 #endif
 
 #include <math.h>
@@ -66,6 +65,94 @@ double agn_grad_norm(const float *grads, size_t n)
 
 /* ---- AdamW ---------------------------------------------------------------------- */
 
+/* The update of n entries (torch.optim.AdamW, 1.13, single-tensor path):
+ *   g = grad * coef;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *   p = p * decay - step_size * m / (sqrt(v) / sqrt(bc2) + eps).
+ * The compiler cannot vectorize sqrtf (errno), so the x86 versions below are
+ * written with intrinsics: the same operations in the same order (no FMA),
+ * hence the same values as the scalar loop. */
+typedef struct {
+    float coef, b1, b2, omb1, omb2, decay, step_size, bc2_sqrt, eps;
+} adam_args;
+
+static void adamw_scalar(float *p, float *mm, float *vv, const float *g, size_t i0, size_t n,
+                         const adam_args *a)
+{
+    for (size_t i = i0; i < n; i++) {
+        float gi = g[i] * a->coef;
+        float mi = a->b1 * mm[i] + a->omb1 * gi;
+        float vi = a->b2 * vv[i] + a->omb2 * gi * gi;
+        mm[i] = mi;
+        vv[i] = vi;
+        p[i] = p[i] * a->decay - a->step_size * mi / (sqrtf(vi) / a->bc2_sqrt + a->eps);
+    }
+}
+
+#ifdef AGN_X86_KERNELS
+__attribute__((target("avx512f"))) static void adamw_avx512(float *p, float *mm, float *vv,
+                                                            const float *g, size_t n,
+                                                            const adam_args *a)
+{
+    const __m512 coef = _mm512_set1_ps(a->coef), b1 = _mm512_set1_ps(a->b1),
+                 b2 = _mm512_set1_ps(a->b2), omb1 = _mm512_set1_ps(a->omb1),
+                 omb2 = _mm512_set1_ps(a->omb2), decay = _mm512_set1_ps(a->decay),
+                 ss = _mm512_set1_ps(a->step_size), bc = _mm512_set1_ps(a->bc2_sqrt),
+                 eps = _mm512_set1_ps(a->eps);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), coef);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(mm + i)), _mm512_mul_ps(omb1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(vv + i)),
+                                  _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
+        _mm512_storeu_ps(mm + i, mi);
+        _mm512_storeu_ps(vv + i, vi);
+        __m512 den = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc), eps);
+        __m512 upd = _mm512_div_ps(_mm512_mul_ps(ss, mi), den);
+        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + i), decay), upd));
+    }
+    adamw_scalar(p, mm, vv, g, i, n, a);
+}
+
+__attribute__((target("avx"))) static void adamw_avx(float *p, float *mm, float *vv,
+                                                     const float *g, size_t n, const adam_args *a)
+{
+    const __m256 coef = _mm256_set1_ps(a->coef), b1 = _mm256_set1_ps(a->b1),
+                 b2 = _mm256_set1_ps(a->b2), omb1 = _mm256_set1_ps(a->omb1),
+                 omb2 = _mm256_set1_ps(a->omb2), decay = _mm256_set1_ps(a->decay),
+                 ss = _mm256_set1_ps(a->step_size), bc = _mm256_set1_ps(a->bc2_sqrt),
+                 eps = _mm256_set1_ps(a->eps);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), coef);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(omb1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(vv + i)),
+                                  _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+        _mm256_storeu_ps(mm + i, mi);
+        _mm256_storeu_ps(vv + i, vi);
+        __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc), eps);
+        __m256 upd = _mm256_div_ps(_mm256_mul_ps(ss, mi), den);
+        _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(p + i), decay), upd));
+    }
+    adamw_scalar(p, mm, vv, g, i, n, a);
+}
+#endif
+
+static void adamw_range(float *p, float *mm, float *vv, const float *g, size_t n,
+                        const adam_args *a)
+{
+#ifdef AGN_X86_KERNELS
+    if (__builtin_cpu_supports("avx512f")) {
+        adamw_avx512(p, mm, vv, g, n, a);
+        return;
+    }
+    if (__builtin_cpu_supports("avx")) {
+        adamw_avx(p, mm, vv, g, n, a);
+        return;
+    }
+#endif
+    adamw_scalar(p, mm, vv, g, 0, n, a);
+}
+
 double agn_adamw_step(agn_model *m, float *adam_m, float *adam_v, const agn_optim_config *oc,
                       long step, float lr)
 {
@@ -79,24 +166,29 @@ double agn_adamw_step(agn_model *m, float *adam_m, float *adam_v, const agn_opti
     }
     double t = (double)step + 1.0;
     double bc1 = 1.0 - pow((double)oc->beta1, t), bc2 = 1.0 - pow((double)oc->beta2, t);
-    const float step_size = (float)((double)lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float b1 = oc->beta1, b2 = oc->beta2, eps = oc->eps;
-    for (int ti = 0; ti < m->n_tensors; ti++) {
-        const agn_tensor *tn = &m->tensors[ti];
-        float *p = m->params + tn->offset, *mm = adam_m + tn->offset, *vv = adam_v + tn->offset;
-        const float *g = m->grads + tn->offset;
-        const float decay = tn->decay ? 1.0f - lr * oc->weight_decay : 1.0f;
-        long n = (long)tn->numel;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            float gi = g[i] * coef;
-            float mi = b1 * mm[i] + (1.0f - b1) * gi;
-            float vi = b2 * vv[i] + (1.0f - b2) * gi * gi;
-            mm[i] = mi;
-            vv[i] = vi;
-            p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    adam_args a = {.coef = coef, .b1 = oc->beta1, .b2 = oc->beta2, .omb1 = 1.0f - oc->beta1,
+                   .omb2 = 1.0f - oc->beta2, .step_size = (float)((double)lr / bc1),
+                   .bc2_sqrt = (float)sqrt(bc2), .eps = oc->eps};
+    /* one parallel loop over fixed blocks of every tensor */
+    enum { BLOCK = 8192 };
+    size_t nblocks = 0;
+    for (int ti = 0; ti < m->n_tensors; ti++) nblocks += (m->tensors[ti].numel + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        /* find the tensor of this block (a short walk: few tensors) */
+        size_t b = blk;
+        int ti = 0;
+        for (;; ti++) {
+            size_t nb = (m->tensors[ti].numel + BLOCK - 1) / BLOCK;
+            if (b < nb) break;
+            b -= nb;
         }
+        const agn_tensor *tn = &m->tensors[ti];
+        size_t i0 = b * BLOCK, n = tn->numel - i0 < BLOCK ? tn->numel - i0 : BLOCK;
+        adam_args ta = a;
+        ta.decay = tn->decay ? 1.0f - lr * oc->weight_decay : 1.0f;
+        size_t off = tn->offset + i0;
+        adamw_range(m->params + off, adam_m + off, adam_v + off, m->grads + off, n, &ta);
     }
     return norm;
 }
