@@ -158,9 +158,15 @@ int main(int argc, char **argv)
     double comm_timeout = 300;
     long v;
     int c;
+    int status = AGN_EXIT_OK;
+#define USAGE(...)                                  \
+    do {                                            \
+        status = agn_usage_error(__VA_ARGS__);      \
+        goto out;                                   \
+    } while (0)
 #define SET(k, optname)                                                                        \
     do {                                                                                       \
-        if (n_sets == (int)AGN_ARRAY_LEN(sets)) return agn_usage_error("too many overrides"); \
+        if (n_sets == (int)AGN_ARRAY_LEN(sets)) USAGE("too many overrides"); \
         sets[n_sets].key = (k);                                                                \
         sets[n_sets].value = optarg;                                                           \
         sets[n_sets].opt = (optname);                                                          \
@@ -174,7 +180,8 @@ int main(int argc, char **argv)
         case OPT_VAL:
             if (add_files(&val, optarg) != 0) {
                 agn_warn("--val %s", agn_errmsg());
-                return AGN_EXIT_ERROR;
+                status = AGN_EXIT_ERROR;
+                goto out;
             }
             break;
         case 'v': o.vocab_path = optarg; break;
@@ -191,9 +198,9 @@ int main(int argc, char **argv)
         case OPT_MAX_EXAMPLES: SET("train.max_examples", "--max-examples"); break;
         case 's': {
             char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) return agn_usage_error("--set '%s': expected KEY=VALUE", optarg);
+            if (!eq || eq == optarg) USAGE("--set '%s': expected KEY=VALUE", optarg);
             if (n_bufs == (int)AGN_ARRAY_LEN(set_bufs) || n_sets == (int)AGN_ARRAY_LEN(sets))
-                return agn_usage_error("too many overrides");
+                USAGE("too many overrides");
             char *kv = agn_xstrdup(optarg);
             set_bufs[n_bufs++] = kv;
             kv[eq - optarg] = '\0';
@@ -204,45 +211,51 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_MAX_STEPS:
-            if (agn_parse_long(optarg, 1, 1L << 50, "--max-steps", &v) != 0) return agn_usage_error("%s", agn_errmsg());
+            if (agn_parse_long(optarg, 1, 1L << 50, "--max-steps", &v) != 0) USAGE("%s", agn_errmsg());
             o.max_steps = v;
             break;
         case OPT_PAD_TO_MAX: o.pad_to_max = 1; break;
         case 't':
-            if (agn_parse_long(optarg, 1, 4096, "--threads", &threads) != 0) return agn_usage_error("%s", agn_errmsg());
+            if (agn_parse_long(optarg, 1, 4096, "--threads", &threads) != 0) USAGE("%s", agn_errmsg());
             break;
         case OPT_CPU: cpu = 1; break;
         case 'n':
-            if (agn_parse_long(optarg, 1, 4096, "--ranks", &ranks) != 0) return agn_usage_error("%s", agn_errmsg());
+            if (agn_parse_long(optarg, 1, 4096, "--ranks", &ranks) != 0) USAGE("%s", agn_errmsg());
             break;
         case 'g':
-            if (agn_parse_long(optarg, 1, 4096, "--gpus", &gpus) != 0) return agn_usage_error("%s", agn_errmsg());
+            if (agn_parse_long(optarg, 1, 4096, "--gpus", &gpus) != 0) USAGE("%s", agn_errmsg());
             break;
         case OPT_BUCKET:
-            if (agn_parse_size(optarg, "--bucket-size", &o.bucket_bytes) != 0) return agn_usage_error("%s", agn_errmsg());
-            if (o.bucket_bytes < 4) return agn_usage_error("--bucket-size: at least 4 bytes");
+            if (agn_parse_size(optarg, "--bucket-size", &o.bucket_bytes) != 0) USAGE("%s", agn_errmsg());
+            if (o.bucket_bytes < 4) USAGE("--bucket-size: at least 4 bytes");
             break;
         case OPT_COMM_TIMEOUT:
             if (agn_parse_double(optarg, 0.001, 1e7, "--comm-timeout", &comm_timeout) != 0)
-                return agn_usage_error("%s", agn_errmsg());
+                USAGE("%s", agn_errmsg());
             break;
         case 'q': o.quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
-        case 'V': agn_print_version(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
-        default: return agn_usage_error("unknown option");
+        case 'h':
+            usage();
+            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            goto out;
+        case 'V':
+            agn_print_version();
+            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            goto out;
+        default: USAGE("unknown option");
         }
     }
-    if (!config_path) return agn_usage_error("no config given (-c CONFIG)");
-    if (!o.run_dir) return agn_usage_error("no run directory given (-o DIR)");
-    if (optind >= argc) return agn_usage_error("no training shards given");
+    if (!config_path) USAGE("no config given (-c CONFIG)");
+    if (!o.run_dir) USAGE("no run directory given (-o DIR)");
+    if (optind >= argc) USAGE("no training shards given");
     for (int i = optind; i < argc; i++)
         if (add_files(&train, argv[i]) != 0) {
             agn_warn_err();
-            return AGN_EXIT_ERROR;
+            status = AGN_EXIT_ERROR;
+            goto out;
         }
-    if (gpus && (cpu || ranks)) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
+    if (gpus && (cpu || ranks)) USAGE("-g/--gpus and --cpu/-n/--ranks exclude each other");
 
-    int status = AGN_EXIT_OK;
     if (agn_config_load(&cfg, config_path) != 0) {
         agn_warn_err();
         status = AGN_EXIT_ERROR;
@@ -250,8 +263,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < n_sets; i++)
         if (agn_config_set(&cfg, sets[i].key, sets[i].value, sets[i].opt) != 0) {
-            status = agn_usage_error("%s", agn_errmsg());
-            goto out;
+            USAGE("%s", agn_errmsg());
         }
     if (agn_config_check(&cfg) != 0) {
         agn_warn_err();
