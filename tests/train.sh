@@ -47,6 +47,10 @@ $TRAIN -o run2 --val "$VAL" "$SH"
 "$STDIFF" --quiet run1/last.safetensors run2/last.safetensors >diff.out || { cat diff.out >&2; fail "two runs with one seed differ"; }
 $TRAIN -o run3 --seed 2 "$SH"
 "$STDIFF" --quiet --params run1/last.safetensors run3/last.safetensors >/dev/null && fail "seed 2 gave the weights of seed 1"
+# ... also with two threads (the thread count is part of the promise)
+$TRAIN -o run2t -t 2 "$SH"
+$TRAIN -o run2u -t 2 "$SH"
+"$STDIFF" --quiet run2t/last.safetensors run2u/last.safetensors >diff.out || { cat diff.out >&2; fail "two 2-thread runs differ"; }
 ok "deterministic for a seed"
 
 # --max-examples: a prefix of each epoch's order; partial last batch kept
