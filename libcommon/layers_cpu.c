@@ -273,6 +273,11 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     if (dbias) colsum_acc(dbias, dout, N, OC, OC);
 }
 
+void bias_backward(float *dbias, const float *dout, int N, int C, int ld)
+{
+    if (N > 0) colsum_acc(dbias, dout, N, C, ld);
+}
+
 /* ---- attention -------------------------------------------------------------------- */
 
 /* C[m,n] = alpha * op(A) op(B) + beta * C for the small per-(example, head)

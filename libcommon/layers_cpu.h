@@ -44,6 +44,10 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int IC, int OC);
 
+/* dbias[c] += sum over rows r of dout[r*ld + c], c < C: the bias part of
+ * matmul_backward, for a slice of the outputs. */
+void bias_backward(float *dbias, const float *dout, int N, int C, int ld);
+
 /* ---- multi-head attention ----------------------------------------------------
  * qkv [N, 3D]: per row all of Q, then K, then V; head h owns columns
  * h*hd .. (h+1)*hd of each (hd = D/H).  Per example b and head h:

@@ -534,7 +534,13 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len,
                            a->att_off, B, D, H);
         zero(a->dA, ND);
-        matmul_backward(a->dA, dw.qkvw, dw.qkvb, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
+        matmul_backward(a->dA, dw.qkvw, NULL, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
+        /* The key bias adds q_i . b_k to every score of row i, which the
+         * softmax ignores: its gradient is exactly 0, and computing it would
+         * only feed rounding noise to Adam (whose m / (sqrt(v) + eps) turns
+         * noise into steps).  Only the Q and V parts are accumulated. */
+        bias_backward(dw.qkvb, a->dqkv, N, D, 3 * D);
+        bias_backward(dw.qkvb + 2 * D, a->dqkv + 2 * D, N, D, 3 * D);
         grad_ready(m, t0 + 2);
         layernorm_backward(a->dres, dw.ln1w, dw.ln1b, a->dA, x, w.ln1w, la->ln1_mean,
                            la->ln1_rstd, N, D);
