@@ -120,6 +120,43 @@ int main(void)
         EXPECT(a != b, "dropout on and off give the same loss");
     }
 
+    /* a row with no real token (never produced by agn-shard, which stores an
+     * empty example as <unk>) must not produce NaN: it pools to 0 */
+    {
+        int32_t ids[2 * 4] = {5, 6, 7, 0, 0, 0, 0, 0}, labels[2] = {1, 2};
+        agn_batch b = {.B = 2, .T = 4, .ids = ids, .labels = labels, .train = 1, .loss_scale = 0.5f};
+        memset(m.grads, 0, m.n_params * sizeof(float));
+        float loss = agn_model_forward(&m, &b);
+        agn_model_backward(&m, &b);
+        int fin = isfinite(loss);
+        for (size_t i = 0; i < m.n_params; i++) fin &= isfinite(m.grads[i]) != 0;
+        EXPECT(fin, "an all-pad row gives a non-finite loss or gradient");
+    }
+    /* an empty slice (a rank with no rows of a small last batch) */
+    {
+        int32_t ids[1] = {0}, labels[1] = {0};
+        agn_batch b = {.B = 0, .T = 1, .ids = ids, .labels = labels, .train = 1, .loss_scale = 1.0f};
+        memset(m.grads, 0, m.n_params * sizeof(float));
+        float loss = agn_model_forward(&m, &b);
+        agn_model_backward(&m, &b);
+        int zero = loss == 0.0f;
+        for (size_t i = 0; i < m.n_params; i++) zero &= m.grads[i] == 0.0f;
+        EXPECT(zero, "an empty batch gives a loss or gradient other than 0");
+    }
+    /* batches that do not fit are refused, with a NaN loss and a message */
+    {
+        int32_t ids[1] = {3}, labels[1] = {0};
+        agn_batch b = {.B = 1, .T = TMAX + 1, .ids = ids, .labels = labels};
+        EXPECT(agn_model_check_batch(&m, &b) != 0, "T > max_len accepted");
+        EXPECT(isnan(agn_model_forward(&m, &b)), "T > max_len: forward did not return NaN");
+        b.T = 1;
+        ids[0] = 50;
+        EXPECT(agn_model_check_batch(&m, &b) != 0, "token id = vocab_size accepted");
+        ids[0] = 3;
+        labels[0] = 4;
+        EXPECT(agn_model_check_batch(&m, &b) != 0, "label = n_classes accepted");
+    }
+
     free(g1);
     free(g2);
     free(g3);
