@@ -339,30 +339,35 @@ AGN_KERNEL static void softmax_backward_row(float *dp, const float *p, int n, fl
 }
 
 void attention_forward(float *out, float *att, const float *qkv, const int *start,
-                       const int *len, const size_t *att_off, int B, int D, int H)
+                       const int *len, const int *nkey, const size_t *att_off, int B, int D,
+                       int H)
 {
     const int hd = D / H, D3 = 3 * D;
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
-            const int n = len[b];
+            const int n = len[b], nk = nkey ? nkey[b] : len[b];
             if (n == 0) continue;
+            float *Y = out + (size_t)start[b] * D + h * hd;
+            if (nk == 0) { /* no key at all: nothing to attend to */
+                for (int i = 0; i < n; i++) memset(Y + (size_t)i * D, 0, (size_t)hd * sizeof(float));
+                continue;
+            }
             const float *Q = qkv + (size_t)start[b] * D3 + h * hd;
             const float *K = Q + D, *V = Q + 2 * D;
-            float *P = att + att_off[b] + (size_t)h * n * n;
+            float *P = att + att_off[b] + (size_t)h * n * nk;
             /* scores S = Q K^T / sqrt(hd), then a softmax per row, in place */
-            small_gemm(0, 1, n, n, hd, scale, Q, D3, K, D3, 0.0f, P, n);
-            for (int i = 0; i < n; i++) softmax_row(P + (size_t)i * n, n);
+            small_gemm(0, 1, n, nk, hd, scale, Q, D3, K, D3, 0.0f, P, nk);
+            for (int i = 0; i < n; i++) softmax_row(P + (size_t)i * nk, nk);
             /* out = P V */
-            small_gemm(0, 0, n, hd, n, 1.0f, P, n, V, D3, 0.0f,
-                       out + (size_t)start[b] * D + h * hd, D);
+            small_gemm(0, 0, n, hd, nk, 1.0f, P, nk, V, D3, 0.0f, Y, D);
         }
     }
 }
 
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, const int *start, const int *len,
+                        const float *att, const int *start, const int *len, const int *nkey,
                         const size_t *att_off, int B, int D, int H)
 {
     const int hd = D / H, D3 = 3 * D;
@@ -370,24 +375,24 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
-            const int n = len[b];
-            if (n == 0) continue;
+            const int n = len[b], nk = nkey ? nkey[b] : len[b];
+            if (n == 0 || nk == 0) continue;
             const float *Q = qkv + (size_t)start[b] * D3 + h * hd;
             const float *K = Q + D, *V = Q + 2 * D;
             float *dQ = dqkv + (size_t)start[b] * D3 + h * hd;
             float *dK = dQ + D, *dV = dQ + 2 * D;
             const float *dY = dout + (size_t)start[b] * D + h * hd;
-            const float *P = att + att_off[b] + (size_t)h * n * n;
-            float *dP = datt + att_off[b] + (size_t)h * n * n;
+            const float *P = att + att_off[b] + (size_t)h * n * nk;
+            float *dP = datt + att_off[b] + (size_t)h * n * nk;
             /* dV += P^T dY;  dP = dY V^T */
-            small_gemm(1, 0, n, hd, n, 1.0f, P, n, dY, D, 1.0f, dV, D3);
-            small_gemm(0, 1, n, n, hd, 1.0f, dY, D, V, D3, 0.0f, dP, n);
-            /* softmax backward: dS = P * (dP - rowsum(P * dP)), with the
-             * 1/sqrt(hd) of the scores folded in */
-            for (int i = 0; i < n; i++) softmax_backward_row(dP + (size_t)i * n, P + (size_t)i * n, n, scale);
+            small_gemm(1, 0, nk, hd, n, 1.0f, P, nk, dY, D, 1.0f, dV, D3);
+            small_gemm(0, 1, n, nk, hd, 1.0f, dY, D, V, D3, 0.0f, dP, nk);
+            /* softmax backward, with the 1/sqrt(hd) of the scores folded in */
+            for (int i = 0; i < n; i++)
+                softmax_backward_row(dP + (size_t)i * nk, P + (size_t)i * nk, nk, scale);
             /* dQ += dS K;  dK += dS^T Q */
-            small_gemm(0, 0, n, hd, n, 1.0f, dP, n, K, D3, 1.0f, dQ, D3);
-            small_gemm(1, 0, n, hd, n, 1.0f, dP, n, Q, D3, 1.0f, dK, D3);
+            small_gemm(0, 0, n, hd, nk, 1.0f, dP, nk, K, D3, 1.0f, dQ, D3);
+            small_gemm(1, 0, nk, hd, n, 1.0f, dP, nk, Q, D3, 1.0f, dK, D3);
         }
     }
 }

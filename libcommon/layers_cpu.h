@@ -50,16 +50,20 @@ void bias_backward(float *dbias, const float *dout, int N, int C, int ld);
 
 /* ---- multi-head attention ----------------------------------------------------
  * qkv [N, 3D]: per row all of Q, then K, then V; head h owns columns
- * h*hd .. (h+1)*hd of each (hd = D/H).  Per example b and head h:
- * att = softmax(Q K^T / sqrt(hd)) over the example's len[b] real keys,
- * out = att V.  att holds the probabilities, H*len[b]^2 floats per example
- * starting at att_off[b] (layout [h][i][j]).  Backward uses datt, laid out
- * like att, as scratch.  Per (example, head) the products are small sgemms
- * (CBLAS) or loops, inside one parallel loop over (example, head). */
+ * h*hd .. (h+1)*hd of each (hd = D/H).  Example b owns the len[b] rows from
+ * start[b]; its keys are the first nkey[b] of them (nkey NULL: all; more
+ * rows than keys happen only when pad positions are computed, see
+ * agn_model.dense).  Per example b and head h:
+ * att = softmax(Q K^T / sqrt(hd)) over the keys, out = att V.  att holds the
+ * probabilities, H*len[b]*nkey[b] floats per example from att_off[b]
+ * (layout [h][i][j]).  Backward uses datt, laid out like att, as scratch.
+ * The products are small sgemms (CBLAS) or loops, inside one parallel loop
+ * over (example, head). */
 void attention_forward(float *out, float *att, const float *qkv, const int *start,
-                       const int *len, const size_t *att_off, int B, int D, int H);
+                       const int *len, const int *nkey, const size_t *att_off, int B, int D,
+                       int H);
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, const int *start, const int *len,
+                        const float *att, const int *start, const int *len, const int *nkey,
                         const size_t *att_off, int B, int D, int H);
 
 /* ---- GELU, tanh approximation ------------------------------------------------ */
@@ -80,7 +84,7 @@ void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n);
 void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n);
 
 /* ---- masked mean pooling -------------------------------------------------------------
- * out[b,:] = mean over the len[b] packed rows of example b (0 if len[b] == 0). */
+ * out[b,:] = mean over the len[b] rows from start[b] (0 if len[b] == 0). */
 void meanpool_forward(float *out, const float *inp, const int *start, const int *len, int B, int D);
 void meanpool_backward(float *dinp, const float *dout, const int *start, const int *len, int B,
                        int D);

@@ -10,6 +10,9 @@
  * change the loss (pad keys are masked, pooling skips pads), so the loss and
  * every gradient are exactly those of the padded model, and do not depend on
  * T; tests/t-padding.c and tests/torch/crosscheck.py check both.
+ * agn_model.dense = 1 computes every position instead (pad rows as queries,
+ * never as keys, never pooled): the same results at the cost of a padded
+ * implementation, for benchmarks that separate the two gains.
  *
  * Dropout masks.  For the element (site, position, channel) of example
  * example_index in epoch epoch of a run with seed seed, with
@@ -62,7 +65,7 @@ struct agn_model_acts {
     /* packing of the current batch */
     int B, N;
     int32_t *ids, *pos, *row_ex; /* [max rows] */
-    int *start, *len;            /* [max_batch] */
+    int *start, *len, *nkey;     /* [max_batch] rows, real tokens (keys) */
     size_t *att_off;             /* [max_batch] */
     int dropout_on;
     float drop_scale;
@@ -222,6 +225,7 @@ int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
     a->row_ex = agn_xmalloc(R * sizeof(int32_t));
     a->start = agn_xcalloc(Bm, sizeof(int));
     a->len = agn_xcalloc(Bm, sizeof(int));
+    a->nkey = agn_xcalloc(Bm, sizeof(int));
     a->att_off = agn_xcalloc(Bm, sizeof(size_t));
     a->layer = agn_xcalloc(L, sizeof(layer_acts));
     return 0;
@@ -238,6 +242,7 @@ void agn_model_free(agn_model *m)
         free(a->row_ex);
         free(a->start);
         free(a->len);
+        free(a->nkey);
         free(a->att_off);
         free(a->layer);
         free(a);
@@ -353,19 +358,36 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     int N = 0, H = c->n_heads;
     size_t att = 0;
     for (int i = 0; i < b->B; i++) {
+        const int32_t *row = b->ids + (size_t)i * b->T;
         a->start[i] = N;
-        for (int t = 0; t < b->T; t++) {
-            int32_t id = b->ids[(size_t)i * b->T + t];
-            if (id == 0) continue;
-            if (id < 0 || id >= c->vocab_size) id = 1; /* unchecked batch: <unk>, never a crash */
-            a->ids[N] = id;
-            a->pos[N] = t;
-            a->row_ex[N] = i;
-            N++;
+        if (m->dense) {
+            /* every position is a row; the keys are the real tokens, which
+             * lead the row (pad only trails in a batch) */
+            int nk = b->T;
+            while (nk > 0 && row[nk - 1] == 0) nk--;
+            for (int t = 0; t < b->T; t++) {
+                int32_t id = row[t];
+                a->ids[N] = id >= 0 && id < c->vocab_size ? id : 1;
+                a->pos[N] = t;
+                a->row_ex[N] = i;
+                N++;
+            }
+            a->nkey[i] = nk;
+        } else {
+            for (int t = 0; t < b->T; t++) {
+                int32_t id = row[t];
+                if (id == 0) continue;
+                if (id < 0 || id >= c->vocab_size) id = 1; /* unchecked batch: <unk>, never a crash */
+                a->ids[N] = id;
+                a->pos[N] = t;
+                a->row_ex[N] = i;
+                N++;
+            }
+            a->nkey[i] = N - a->start[i];
         }
         a->len[i] = N - a->start[i];
         a->att_off[i] = att;
-        att += (size_t)H * (size_t)a->len[i] * (size_t)a->len[i];
+        att += (size_t)H * (size_t)a->len[i] * (size_t)a->nkey[i];
     }
     a->B = b->B;
     a->N = N;
@@ -447,7 +469,8 @@ float agn_model_forward(agn_model *m, const agn_batch *b)
         }
         layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, w.ln1w, w.ln1b, N, D);
         matmul_forward(la->qkv, la->ln1, w.qkvw, w.qkvb, N, D, 3 * D);
-        attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->att_off, B, D, H);
+        attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->nkey, a->att_off, B, D,
+                          H);
         matmul_forward(la->attproj, la->atty, w.projw, w.projb, N, D, D);
         residual_forward(la->x1, x, la->attproj, la->mask_attn, a->drop_scale, ND);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x1, w.ln2w, w.ln2b, N, D);
@@ -460,7 +483,7 @@ float agn_model_forward(agn_model *m, const agn_batch *b)
     int ti = tail_index(m);
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, p + tt[ti].offset,
                       p + tt[ti + 1].offset, N, D);
-    meanpool_forward(a->pooled, a->lnf, a->start, a->len, B, D);
+    meanpool_forward(a->pooled, a->lnf, a->start, a->nkey, B, D);
     matmul_forward(m->logits, a->pooled, p + tt[ti + 2].offset, p + tt[ti + 3].offset, B, D, C);
     return crossentropy_forward(a->losses, a->probs, m->logits, b->labels, B, C);
 }
@@ -493,7 +516,7 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
                     a->pooled, p + tt[ti + 2].offset, B, D, C);
     grad_ready(m, ti + 2);
     zero(a->dA, ND);
-    meanpool_backward(a->dA, a->dpooled, a->start, a->len, B, D);
+    meanpool_backward(a->dA, a->dpooled, a->start, a->nkey, B, D);
     zero(a->dres, ND);
     const float *xL = c->n_layers > 0 ? a->layer[c->n_layers - 1].x2 : a->x0;
     layernorm_backward(a->dres, g + tt[ti].offset, g + tt[ti + 1].offset, a->dA, xL,
@@ -531,7 +554,7 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         matmul_backward(a->dB, dw.projw, dw.projb, a->dA, la->atty, w.projw, N, D, D);
         grad_ready(m, t0 + 4);
         zero(a->dqkv, 3 * ND);
-        attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len,
+        attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len, a->nkey,
                            a->att_off, B, D, H);
         zero(a->dA, ND);
         matmul_backward(a->dA, dw.qkvw, NULL, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);

@@ -70,6 +70,12 @@ typedef struct {
     /* backward progress callback, may be NULL */
     void (*on_grad_ready)(void *ctx, size_t offset);
     void *on_grad_ready_ctx;
+    /* 0 (default): only real tokens become rows, so cost follows the tokens
+     * of the batch whatever its padding.  1: every position of the padded
+     * batch is computed, as a padded implementation would (pad rows are
+     * queries, never keys, never pooled): same loss and gradients, for
+     * measuring the implementation apart from the gain of skipping pads. */
+    int dense;
 } agn_model;
 
 /* Checks a config (heads divide D, sizes positive, ...); -1 with a message. */

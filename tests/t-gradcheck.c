@@ -125,8 +125,15 @@ static void ln_g(void *c) { ln_f(c); layernorm_backward(L.ginp, L.gw, L.gb, L.R,
 static double mm_f(void *c) { (void)c; matmul_forward(L.out, L.inp, L.w, L.b, NR, D, F); return dotR(L.out, L.R, NR * F); }
 static void mm_g(void *c) { (void)c; matmul_backward(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, NR, D, F); }
 
-static double att_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, att_off, NB, D, NH); return dotR(L.out, L.R, NR * D); }
-static void att_g(void *c) { att_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, att_off, NB, D, NH); }
+static double att_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, NULL, att_off, NB, D, NH); return dotR(L.out, L.R, NR * D); }
+static void att_g(void *c) { att_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, NULL, att_off, NB, D, NH); }
+
+/* pad queries: the same rows, but only the first nkey rows of each example
+ * are keys (the model's dense mode) */
+static const int nkey[NB] = {2, 3, 1};
+static size_t att_off_q[NB];
+static double attq_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, nkey, att_off_q, NB, D, NH); return dotR(L.out, L.R, NR * D); }
+static void attq_g(void *c) { attq_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, nkey, att_off_q, NB, D, NH); }
 
 static double gelu_f(void *c) { (void)c; gelu_forward(L.out, L.inp, NR * D); return dotR(L.out, L.R, NR * D); }
 static void gelu_g(void *c) { (void)c; gelu_backward(L.ginp, L.R, L.inp, NR * D); }
@@ -149,6 +156,8 @@ static void layer_checks(void)
 {
     size_t o = 0;
     for (int b = 0; b < NB; b++) { att_off[b] = o; o += (size_t)NH * len[b] * len[b]; }
+    o = 0;
+    for (int b = 0; b < NB; b++) { att_off_q[b] = o; o += (size_t)NH * len[b] * nkey[b]; }
     fill(L.R, sizeof L.R / sizeof(float), 1.0f);
     for (int i = 0; i < NR * D; i++) L.mask[i] = frand() > -0.6f; /* about 80% kept */
     L.labels[0] = 2; L.labels[1] = 0; L.labels[2] = 3;
@@ -164,6 +173,7 @@ static void layer_checks(void)
 
     fill(L.inp, NR * 3 * D, 1.0f);
     check("attention (pad keys absent)", NULL, att_f, att_g, (var[]){{"qkv", L.inp, L.ginp, NR * 3 * D}}, 1);
+    check("attention (pad queries, fewer keys)", NULL, attq_f, attq_g, (var[]){{"qkv", L.inp, L.ginp, NR * 3 * D}}, 1);
 
     fill(L.inp, NR * D, 2.0f);
     check("gelu", NULL, gelu_f, gelu_g, (var[]){{"inp", L.inp, L.ginp, NR * D}}, 1);
@@ -198,13 +208,14 @@ static void model_g(void *c)
     agn_model_backward(x->m, x->b);
 }
 
-static void model_check(int train)
+static void model_check(int train, int dense)
 {
     agn_model_config cfg = {.vocab_size = 50, .max_len = 8, .d_model = 16, .n_heads = 2,
                             .n_layers = 2, .d_ff = 32, .n_classes = 4, .dropout = 0.2f};
     agn_model m;
     if (agn_model_create(&m, &cfg, 4) != 0) { printf("create failed\n"); failures++; return; }
     agn_model_init_weights(&m, 7);
+    m.dense = dense;
     for (size_t i = 0; i < m.n_params; i++) m.params[i] *= 15.0f; /* std 0.3, gains 15 */
     /* LayerNorm gains of 15 would be odd; bring them back near 1 */
     for (int t = 0; t < m.n_tensors; t++)
@@ -224,8 +235,10 @@ static void model_check(int train)
     float *ga = malloc(m.n_params * sizeof(float));
     for (int t = 0; t < m.n_tensors; t++)
         v[t] = (var){m.tensors[t].name, m.params + m.tensors[t].offset, m.grads + m.tensors[t].offset, m.tensors[t].numel};
-    check(train ? "whole model, dropout 0.2 (fixed masks)" : "whole model, dropout off", &ctx,
-          model_f, model_g, v, m.n_tensors);
+    char title[96];
+    snprintf(title, sizeof title, "whole model, %s%s", train ? "dropout 0.2 (fixed masks)" : "dropout off",
+             dense ? ", dense (pad positions computed)" : "");
+    check(title, &ctx, model_f, model_g, v, m.n_tensors);
     free(ga);
     free(v);
     agn_model_free(&m);
@@ -241,8 +254,9 @@ int main(void)
     omp_set_num_threads(1);
 #endif
     layer_checks();
-    model_check(0);
-    model_check(1);
+    model_check(0, 0);
+    model_check(1, 0);
+    model_check(1, 1);
     if (failures) {
         printf("FAIL: %d tensors above the tolerance %.1e\n", failures, TOL);
         return 1;

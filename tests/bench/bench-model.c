@@ -6,7 +6,12 @@
  * samples_per_s, tokens_per_s (real tokens), ms_per_step, peak_rss_mb.
  *
  *   bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP]
- *               [-b BATCH] [--pad-to-max] [--infer] SHARD...  */
+ *               [-b BATCH] [--pad-to-max] [--dense] [--infer] SHARD...
+ *
+ * --pad-to-max pads every batch to T (the model still skips pad positions);
+ * --dense pads to T and sets agn_model.dense, so pad positions are computed
+ * as a padded implementation would: the implementation apart from the gain
+ * of skipping pads. */
 #include "config.h"
 #include "model.h"
 #include "shard.h"
@@ -24,7 +29,7 @@
 static void usage(void)
 {
     printf("usage: bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP] [-b BATCH]\n"
-           "                   [--pad-to-max] [--infer] SHARD...\n");
+           "                   [--pad-to-max] [--dense] [--infer] SHARD...\n");
 }
 
 int main(int argc, char **argv)
@@ -32,11 +37,12 @@ int main(int argc, char **argv)
     agn_set_progname(argv[0]);
     const char *cname = "small";
     long threads = 0, steps = 20, warm = 3, batch = 0;
-    int pad_to_max = 0, infer = 0;
+    int pad_to_max = 0, infer = 0, dense = 0;
     static const struct option opts[] = {{"config", 1, 0, 'c'}, {"threads", 1, 0, 't'},
                                          {"steps", 1, 0, 's'},  {"warmup", 1, 0, 'w'},
                                          {"batch", 1, 0, 'b'},  {"pad-to-max", 0, 0, 'P'},
                                          {"infer", 0, 0, 'I'},  {"help", 0, 0, 'h'},
+                                         {"dense", 0, 0, 'D'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:t:s:w:b:h", opts, NULL)) != -1) {
@@ -48,6 +54,7 @@ int main(int argc, char **argv)
         case 'b': if (agn_parse_long(optarg, 1, 1 << 16, "-b", &batch)) goto bad; break;
         case 'P': pad_to_max = 1; break;
         case 'I': infer = 1; break;
+        case 'D': dense = pad_to_max = 1; break;
         case 'h': usage(); return 0;
         default: return agn_usage_error("bad option");
         }
@@ -79,6 +86,7 @@ int main(int argc, char **argv)
         return 1;
     }
     agn_model_init_weights(&m, 1);
+    m.dense = dense;
     float *am = agn_xalloc_aligned(m.n_params * sizeof(float));
     float *av = agn_xalloc_aligned(m.n_params * sizeof(float));
     agn_optim_config oc = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
@@ -142,7 +150,8 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     printf("impl=agn config=%s mode=%s padding=%s threads=%ld batch=%ld steps=%ld "
            "samples_per_s=%.1f tokens_per_s=%.0f ms_per_step=%.2f peak_rss_mb=%.1f\n",
-           cname, infer ? "infer" : "train", pad_to_max ? "max" : "dynamic", threads, batch, steps,
+           cname, infer ? "infer" : "train", dense ? "dense" : pad_to_max ? "max" : "dynamic", threads,
+           batch, steps,
            (double)steps * batch / dt, tokens / dt, 1000.0 * dt / steps, ru.ru_maxrss / 1024.0);
     free(ids); free(labels); free(exi); free(perm); free(am); free(av);
     agn_model_free(&m);
