@@ -54,7 +54,7 @@ static void thread_range(size_t n, size_t *i0, size_t *i1)
 /* Reductions over a channel dimension D are done in blocks of CHUNK channels,
  * one block per loop iteration, each walking all rows in order: the sum order
  * is then fixed whatever the number of threads. */
-#define CHUNK 32
+#define CHUNK 64
 
 static inline float dot(const float *a, const float *b, int n)
 {
@@ -95,20 +95,33 @@ static inline float agn_expf(float x)
     return p * u.f;
 }
 
+/* cols[0..w) += sum over rows r of a[r*lda + 0..w), w <= CHUNK, rows in order. */
+AGN_KERNEL static void colsum_block(float *cols, const float *a, int N, int w, int lda)
+{
+    float acc[CHUNK] = {0};
+    if (w == CHUNK) {
+        for (int r = 0; r < N; r++) {
+            const float *row = a + (size_t)r * lda;
+#pragma omp simd
+            for (int c = 0; c < CHUNK; c++) acc[c] += row[c];
+        }
+    } else {
+        for (int r = 0; r < N; r++) {
+            const float *row = a + (size_t)r * lda;
+            for (int c = 0; c < w; c++) acc[c] += row[c];
+        }
+    }
+    for (int c = 0; c < w; c++) cols[c] += acc[c];
+}
+
 /* cols[c] += sum over rows r of a[r*lda + c] for c in [0, C). */
 static void colsum_acc(float *cols, const float *a, int N, int C, int lda)
 {
     int nblk = (C + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * CHUNK, c1 = c0 + CHUNK < C ? c0 + CHUNK : C;
-        float acc[CHUNK] = {0};
-        for (int r = 0; r < N; r++) {
-            const float *row = a + (size_t)r * lda + c0;
-#pragma omp simd
-            for (int c = 0; c < c1 - c0; c++) acc[c] += row[c];
-        }
-        for (int c = c0; c < c1; c++) cols[c] += acc[c - c0];
+        int c0 = blk * CHUNK, w = c0 + CHUNK < C ? CHUNK : C - c0;
+        colsum_block(cols + c0, a + c0, N, w, lda);
     }
 }
 

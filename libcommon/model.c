@@ -495,7 +495,13 @@ static void grad_ready(agn_model *m, int tensor_index)
     if (m->on_grad_ready) m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[tensor_index].offset);
 }
 
-static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+/* memset of activation-sized buffers, split over the threads */
+static void zero(float *p, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i += 16384) memset(p + i, 0, (n - i < 16384 ? n - i : 16384) * sizeof(float));
+}
+
 
 void agn_model_backward(agn_model *m, const agn_batch *b)
 {
@@ -531,11 +537,16 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         int t0 = 2 + 12 * l;
 
         /* x2 = x1 + dropout(fc2(gelu(fc1(ln2(x1))))) */
-        zero(a->dA, ND);
-        if (la->mask_mlp) dropout_backward(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
-        else memcpy(a->dA, a->dres, ND * sizeof(float));
+        /* without dropout the branch's output gradient is dres itself; it
+         * is read before layernorm_backward adds into dres below */
+        const float *dy = a->dres;
+        if (la->mask_mlp) {
+            zero(a->dA, ND);
+            dropout_backward(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
+            dy = a->dA;
+        }
         zero(a->dF1, NF);
-        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, a->dA, la->fch_gelu, w.fc2w, N, F, D);
+        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, dy, la->fch_gelu, w.fc2w, N, F, D);
         grad_ready(m, t0 + 10);
         zero(a->dF2, NF);
         gelu_backward(a->dF2, a->dF1, la->fch, NF);
@@ -547,11 +558,14 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         grad_ready(m, t0 + 6);
 
         /* x1 = x + dropout(proj(attention(qkv(ln1(x))))) */
-        zero(a->dA, ND);
-        if (la->mask_attn) dropout_backward(a->dA, a->dres, la->mask_attn, a->drop_scale, ND);
-        else memcpy(a->dA, a->dres, ND * sizeof(float));
+        dy = a->dres;
+        if (la->mask_attn) {
+            zero(a->dA, ND);
+            dropout_backward(a->dA, a->dres, la->mask_attn, a->drop_scale, ND);
+            dy = a->dA;
+        }
         zero(a->dB, ND);
-        matmul_backward(a->dB, dw.projw, dw.projb, a->dA, la->atty, w.projw, N, D, D);
+        matmul_backward(a->dB, dw.projw, dw.projb, dy, la->atty, w.projw, N, D, D);
         grad_ready(m, t0 + 4);
         zero(a->dqkv, 3 * ND);
         attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len, a->nkey,
