@@ -43,8 +43,9 @@ void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *
     z->n_buckets = n;
     z->bucket_first = agn_xcalloc((size_t)n, sizeof *z->bucket_first);
     z->bucket_count = agn_xcalloc((size_t)n, sizeof *z->bucket_count);
-    z->ranges = agn_xcalloc(2 * (size_t)n, sizeof *z->ranges);
-    z->pieces = agn_xcalloc((size_t)m->n_tensors + 2 * (size_t)n, sizeof *z->pieces);
+    /* a bucket is one range, or up to three around the embedding */
+    z->ranges = agn_xcalloc((size_t)n + 2, sizeof *z->ranges);
+    z->pieces = agn_xcalloc((size_t)m->n_tensors + (size_t)n + 2, sizeof *z->pieces);
     const agn_tensor *emb = agn_model_tensor(m, "tok_emb");
     size_t e0 = emb ? emb->offset : 0, e1 = emb ? emb->offset + emb->numel : 0;
     if (emb && emb->ndim == 2) {
