@@ -236,6 +236,32 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 
 /* ---- matmul ----------------------------------------------------------------- */
 
+#ifndef HAVE_CBLAS
+/* The fallback without BLAS: one output row at a time, multiversioned. */
+AGN_KERNEL static void matmul_row_k(float *o, const float *x, const float *weight,
+                                    const float *bias, int IC, int OC)
+{
+    for (int c = 0; c < OC; c++) {
+        const float *w = weight + (size_t)c * IC;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < IC; i++) s += x[i] * w[i];
+        o[c] = (bias ? bias[c] : 0.0f) + s;
+    }
+}
+
+/* y[0..n) += sum over k < K of a[k * as] * rows[k * n + 0..n). */
+AGN_KERNEL static void axpy_rows_k(float *y, const float *a, size_t as, const float *rows, int n,
+                                   int K)
+{
+    for (int k = 0; k < K; k++) {
+        const float ak = a[(size_t)k * as], *x = rows + (size_t)k * n;
+#pragma omp simd
+        for (int i = 0; i < n; i++) y[i] += ak * x[i];
+    }
+}
+#endif
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int IC, int OC)
 {
@@ -249,12 +275,8 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
                 bias ? 1.0f : 0.0f, out, OC);
 #else
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * IC;
-        float *o = out + (size_t)r * OC;
-        for (int c = 0; c < OC; c++)
-            o[c] = (bias ? bias[c] : 0.0f) + dot(x, weight + (size_t)c * IC, IC);
-    }
+    for (int r = 0; r < N; r++)
+        matmul_row_k(out + (size_t)r * OC, inp + (size_t)r * IC, weight, bias, IC, OC);
 #endif
 }
 
@@ -271,17 +293,12 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 #else
     if (dinp) {
 #pragma omp parallel for schedule(static)
-        for (int r = 0; r < N; r++) {
-            const float *g = dout + (size_t)r * OC;
-            float *di = dinp + (size_t)r * IC;
-            for (int c = 0; c < OC; c++) axpy(di, g[c], weight + (size_t)c * IC, IC);
-        }
+        for (int r = 0; r < N; r++)
+            axpy_rows_k(dinp + (size_t)r * IC, dout + (size_t)r * OC, 1, weight, IC, OC);
     }
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < OC; c++) {
-        float *dw = dweight + (size_t)c * IC;
-        for (int r = 0; r < N; r++) axpy(dw, dout[(size_t)r * OC + c], inp + (size_t)r * IC, IC);
-    }
+    for (int c = 0; c < OC; c++)
+        axpy_rows_k(dweight + (size_t)c * IC, dout + c, OC, inp, IC, N);
 #endif
     if (dbias) colsum_acc(dbias, dout, N, OC, OC);
 }

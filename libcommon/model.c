@@ -34,8 +34,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Longest sequence the model accepts: attention keeps one row of scores per
- * query on the thread's stack. */
+/* Longest sequence the model accepts: attention keeps T x T scores per
+ * example and head, which past this is better done another way. */
 #define AGN_MAX_POSITIONS 8192
 
 /* ---- activations ----------------------------------------------------------- */
@@ -43,7 +43,7 @@
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* [N,D], [N], [N] */
     float *qkv;                       /* [N,3D] */
-    float *att;                       /* [H * sum len_b^2] */
+    float *att;                       /* [H * sum_b len_b * nkey_b] softmax probabilities */
     float *atty;                      /* [N,D] attention output before the projection */
     float *attproj;                   /* [N,D] */
     float *x1;                        /* [N,D] residual after attention */
@@ -194,6 +194,9 @@ int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
     if (agn_model_config_check(cfg) != 0) return -1;
     if (max_batch < 1 || max_batch > 1 << 20)
         return agn_seterr("batch size must be in 1..%d (got %d)", 1 << 20, max_batch);
+    if ((double)max_batch * cfg->max_len > (double)(1 << 30))
+        return agn_seterr("batch size %d times max_len %d is too many positions", max_batch,
+                          cfg->max_len);
     m->cfg = *cfg;
     m->max_batch = max_batch;
     build_table(m);
