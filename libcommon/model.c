@@ -45,12 +45,9 @@ typedef struct {
     float *qkv;                       /* [N,3D] */
     float *att;                       /* [H * sum_b len_b * nkey_b] softmax probabilities */
     float *atty;                      /* [N,D] attention output before the projection */
-    float *attproj;                   /* [N,D] */
     float *x1;                        /* [N,D] residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd; /* [N,D], [N], [N] */
     float *fch;                       /* [N,F] fc1 output, GELU input */
-    float *fch_gelu;                  /* [N,F] */
-    float *fcproj;                    /* [N,D] */
     float *x2;                        /* [N,D] residual after the MLP: the block's output */
     uint8_t *mask_attn, *mask_mlp;    /* [N,D] dropout keep masks, or NULL */
 } layer_acts;
@@ -71,6 +68,13 @@ struct agn_model_acts {
     float drop_scale;
     /* forward state */
     float *x0;                 /* [N,D] embeddings (after dropout) */
+    /* Forward temporaries that backward does not need, shared by the
+     * layers: the attention projection and the MLP output (the residual
+     * backward needs only the masks), and GELU's output (backward recomputes
+     * it from fch, one cheap elementwise pass, rather than keeping F floats
+     * per token and layer: the largest activation). */
+    float *tmpD;               /* [N,D] */
+    float *tmpF;               /* [N,F] */
     uint8_t *mask_emb;         /* [N,D] or NULL */
     layer_acts *layer;         /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd; /* [N,D], [N], [N] */
@@ -210,9 +214,9 @@ int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
     size_t H = (size_t)cfg->n_heads, C = (size_t)cfg->n_classes, T = (size_t)cfg->max_len;
     size_t R = (size_t)max_batch * T, Bm = (size_t)max_batch;
     size_t regions = L * 20 + 40; /* each region is rounded up to 16 floats */
-    a->arena_floats = L * (R * (10 * D + 2 * F + 4) + H * Bm * T * T) /* layers */
-                      + R * (2 * D + 2)                                 /* x0, lnf */
-                      + R * (2 * D + 3 * D + 2 * F + D) + H * Bm * T * T /* backward scratch */
+    a->arena_floats = L * (R * (8 * D + F + 4) + H * Bm * T * T)        /* layers */
+                      + R * (3 * D + F + 2)                             /* x0, tmp, lnf */
+                      + R * (6 * D + 2 * F) + H * Bm * T * T            /* backward scratch */
                       + Bm * (2 * D + 3 * C + 1) + regions * 16;
     a->arena = map_zeroed(a->arena_floats * sizeof(float));
     a->mask_bytes = (2 * L + 1) * (R * D + 64);
@@ -332,6 +336,11 @@ static float *carve(agn_model_acts *a, size_t n)
 {
     float *p = a->arena + a->used;
     a->used += (n + 15) / 16 * 16;
+    if (a->used > a->arena_floats) { /* a sizing bug in agn_model_create, never data */
+        fprintf(stderr, "model.c: activation arena too small (%zu > %zu floats)\n", a->used,
+                a->arena_floats);
+        abort();
+    }
     return p;
 }
 
@@ -403,6 +412,8 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     size_t mused = 0;
 #define MASK() (a->dropout_on ? (mused += (n * D + 63) / 64 * 64, a->mask_arena + mused - (n * D + 63) / 64 * 64) : NULL)
     a->x0 = carve(a, n * D);
+    a->tmpD = carve(a, n * D);
+    a->tmpF = carve(a, n * F);
     a->mask_emb = MASK();
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
@@ -412,14 +423,11 @@ static void pack_batch(agn_model *m, const agn_batch *b)
         la->qkv = carve(a, 3 * n * D);
         la->att = carve(a, att);
         la->atty = carve(a, n * D);
-        la->attproj = carve(a, n * D);
         la->x1 = carve(a, n * D);
         la->ln2 = carve(a, n * D);
         la->ln2_mean = carve(a, n);
         la->ln2_rstd = carve(a, n);
         la->fch = carve(a, n * F);
-        la->fch_gelu = carve(a, n * F);
-        la->fcproj = carve(a, n * D);
         la->x2 = carve(a, n * D);
         la->mask_attn = MASK();
         la->mask_mlp = MASK();
@@ -474,13 +482,13 @@ float agn_model_forward(agn_model *m, const agn_batch *b)
         matmul_forward(la->qkv, la->ln1, w.qkvw, w.qkvb, N, D, 3 * D);
         attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->nkey, a->att_off, B, D,
                           H);
-        matmul_forward(la->attproj, la->atty, w.projw, w.projb, N, D, D);
-        residual_forward(la->x1, x, la->attproj, la->mask_attn, a->drop_scale, ND);
+        matmul_forward(a->tmpD, la->atty, w.projw, w.projb, N, D, D);
+        residual_forward(la->x1, x, a->tmpD, la->mask_attn, a->drop_scale, ND);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x1, w.ln2w, w.ln2b, N, D);
         matmul_forward(la->fch, la->ln2, w.fc1w, w.fc1b, N, D, F);
-        gelu_forward(la->fch_gelu, la->fch, (size_t)N * F);
-        matmul_forward(la->fcproj, la->fch_gelu, w.fc2w, w.fc2b, N, F, D);
-        residual_forward(la->x2, la->x1, la->fcproj, la->mask_mlp, a->drop_scale, ND);
+        gelu_forward(a->tmpF, la->fch, (size_t)N * F);
+        matmul_forward(a->tmpD, a->tmpF, w.fc2w, w.fc2b, N, F, D);
+        residual_forward(la->x2, la->x1, a->tmpD, la->mask_mlp, a->drop_scale, ND);
         x = la->x2;
     }
     int ti = tail_index(m);
@@ -549,7 +557,8 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
             dy = a->dA;
         }
         zero(a->dF1, NF);
-        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, dy, la->fch_gelu, w.fc2w, N, F, D);
+        gelu_forward(a->dF2, la->fch, NF); /* fc2's input, recomputed */
+        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, dy, a->dF2, w.fc2w, N, F, D);
         grad_ready(m, t0 + 10);
         zero(a->dF2, NF);
         gelu_backward(a->dF2, a->dF1, la->fch, NF);
