@@ -301,6 +301,8 @@ static int load_section(agn_config *c, yaml_document_t *doc, yaml_node_t *sec, c
     return 0;
 }
 
+static void set_name(agn_config *c, const char *path);
+
 static int load_doc(agn_config *c, yaml_parser_t *parser)
 {
     yaml_document_t doc;
@@ -325,7 +327,16 @@ static int load_doc(agn_config *c, yaml_parser_t *parser)
             if (strcmp(name, "model") == 0 || strcmp(name, "train") == 0) {
                 rc = load_section(c, &doc, vn, name);
             } else if (strcmp(name, "run") == 0) {
-                /* written by agn-train into a run directory: information only */
+                /* written by agn-train into a run directory: information
+                 * only, but for the config's name, which the run keeps */
+                if (vn && vn->type == YAML_MAPPING_NODE)
+                    for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top; q++) {
+                        yaml_node_t *k2 = yaml_document_get_node(&doc, q->key);
+                        yaml_node_t *v2 = yaml_document_get_node(&doc, q->value);
+                        if (k2 && v2 && k2->type == YAML_SCALAR_NODE && v2->type == YAML_SCALAR_NODE &&
+                            strcmp((const char *)k2->data.scalar.value, "config") == 0 && v2->data.scalar.length)
+                            set_name(c, (const char *)v2->data.scalar.value);
+                    }
             } else {
                 int k = find_key(NULL, name);
                 if (k >= 0)
@@ -349,6 +360,9 @@ static void set_name(agn_config *c, const char *path)
     c->name = agn_xstrdup(base);
     char *dot = strrchr(c->name, '.');
     if (dot && dot != c->name) *dot = '\0';
+    /* the name goes into CSV and YAML unquoted: keep it to a safe alphabet */
+    for (char *p = c->name; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", *p)) *p = '_';
 }
 
 int agn_config_load(agn_config *c, const char *path)

@@ -40,6 +40,7 @@ grep -q '^  world_size: 1$' run1/config.yaml || fail "config.yaml lacks world_si
 # ... and feeds back: the same run from it gives the same weights
 agn-train -q -t 1 -c run1/config.yaml -o run1b --val "$VAL" "$SH"
 "$STDIFF" --quiet run1/last.safetensors run1b/last.safetensors >diff.out || { cat diff.out >&2; fail "config.yaml does not reproduce the run"; }
+assert_eq "$(awk -F, 'NR == 2 { print $7 }' run1b/metrics.csv)" tiny "config name kept from the run: section"
 ok "config.yaml reproduces the run"
 
 # determinism: the same seed gives the same bytes, another seed other weights
