@@ -66,6 +66,7 @@ struct agn_model_acts {
     size_t *att_off;             /* [max_batch] */
     int dropout_on;
     float drop_scale;
+    int kept; /* the last forward kept what backward needs */
     /* forward state */
     float *x0;                 /* [N,D] embeddings (after dropout) */
     /* Forward temporaries that backward does not need, shared by the
@@ -363,7 +364,7 @@ int agn_model_check_batch(const agn_model *m, const agn_batch *b)
 }
 
 /* Packs the real tokens of the batch into rows and carves the arena. */
-static void pack_batch(agn_model *m, const agn_batch *b)
+static void pack_batch(agn_model *m, const agn_batch *b, int keep)
 {
     agn_model_acts *a = m->acts;
     const agn_model_config *c = &m->cfg;
@@ -417,6 +418,10 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     a->mask_emb = MASK();
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
+        if (!keep && l > 0) { /* inference: every layer reuses layer 0's buffers */
+            *la = a->layer[0];
+            continue;
+        }
         la->ln1 = carve(a, n * D);
         la->ln1_mean = carve(a, n);
         la->ln1_rstd = carve(a, n);
@@ -439,6 +444,8 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     a->pooled = carve(a, Bn * D);
     a->probs = carve(a, Bn * C);
     a->losses = carve(a, Bn);
+    a->kept = keep;
+    if (!keep) return;
     a->dres = carve(a, n * D);
     a->dA = carve(a, n * D);
     a->dB = carve(a, n * D);
@@ -450,7 +457,7 @@ static void pack_batch(agn_model *m, const agn_batch *b)
     a->dlogits = carve(a, Bn * C);
 }
 
-float agn_model_forward(agn_model *m, const agn_batch *b)
+static float forward(agn_model *m, const agn_batch *b, int keep)
 {
     if (b->B < 0 || b->B > m->max_batch || b->T < 1 || b->T > m->cfg.max_len) {
         agn_seterr("batch of %d x %d does not fit a model sized for %d x %d", b->B, b->T,
@@ -459,7 +466,7 @@ float agn_model_forward(agn_model *m, const agn_batch *b)
     }
     const agn_model_config *c = &m->cfg;
     agn_model_acts *a = m->acts;
-    pack_batch(m, b);
+    pack_batch(m, b, keep);
     int N = a->N, B = b->B, D = c->d_model, F = c->d_ff, H = c->n_heads, C = c->n_classes;
     size_t ND = (size_t)N * D;
     float *p = m->params;
@@ -499,6 +506,10 @@ float agn_model_forward(agn_model *m, const agn_batch *b)
     return crossentropy_forward(a->losses, a->probs, m->logits, b->labels, B, C);
 }
 
+float agn_model_forward(agn_model *m, const agn_batch *b) { return forward(m, b, 1); }
+
+float agn_model_forward_infer(agn_model *m, const agn_batch *b) { return forward(m, b, 0); }
+
 /* ---- backward --------------------------------------------------------------------------- */
 
 static void grad_ready(agn_model *m, int tensor_index)
@@ -518,7 +529,7 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
 {
     const agn_model_config *c = &m->cfg;
     agn_model_acts *a = m->acts;
-    if (!b->labels) return; /* no loss, nothing to differentiate */
+    if (!b->labels || !a->kept) return; /* no loss, or an inference forward */
     int N = a->N, B = a->B, D = c->d_model, F = c->d_ff, H = c->n_heads, C = c->n_classes;
     size_t ND = (size_t)N * D, NF = (size_t)N * F;
     float *p = m->params, *g = m->grads;

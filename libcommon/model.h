@@ -101,6 +101,11 @@ const agn_tensor *agn_model_tensor(const agn_model *m, const char *name);
 /* Forward pass; fills m->logits [B, C]; returns the summed cross-entropy over
  * the rows when b->labels is set, else 0. */
 float agn_model_forward(agn_model *m, const agn_batch *b);
+/* The same forward pass for inference (evaluation, prediction): identical
+ * logits and loss, but the layers share one set of activation buffers, so
+ * memory does not grow with n_layers.  agn_model_backward() after it does
+ * nothing. */
+float agn_model_forward_infer(agn_model *m, const agn_batch *b);
 /* Backward of the last forward (same batch); accumulates into m->grads. */
 void agn_model_backward(agn_model *m, const agn_batch *b);
 

@@ -135,6 +135,24 @@ int main(void)
         printf("dense mode (pad positions computed, T=%d), dropout %s: loss rel diff %.2e, largest "
                "gradient rel diff %.2e\n", TMAX, train ? "on" : "off", dl, worst);
     }
+    /* the inference forward gives the same logits and loss, and backward
+     * after it leaves the gradients alone */
+    {
+        float a = run(&m, 9, 0, l1, g1);
+        int32_t ids[B * TMAX] = {0}, labels[B] = {0, 3, 1, 2, 1};
+        for (int r = 0; r < B; r++)
+            for (int t = 0; t < lens[r]; t++) ids[r * TMAX + t] = 2 + (int32_t)((r * 17 + t * 5) % 47);
+        agn_batch b = {.B = B, .T = TMAX, .ids = ids, .labels = labels, .loss_scale = 1.0f};
+        memset(m.grads, 0, m.n_params * sizeof(float));
+        float c = agn_model_forward_infer(&m, &b);
+        agn_model_backward(&m, &b);
+        int zero = 1;
+        for (size_t i = 0; i < m.n_params; i++) zero &= m.grads[i] == 0.0f;
+        EXPECT(a == c && memcmp(l1, m.logits, sizeof l1) == 0,
+               "inference forward: loss %.9g vs %.9g or logits differ", (double)c, (double)a);
+        EXPECT(zero, "backward after an inference forward changed the gradients");
+        printf("inference forward: same loss and logits (%.7f)\n", (double)c);
+    }
     /* dropout must change something, and an unlabelled forward gives logits */
     {
         float a = run(&m, 9, 0, l1, g1), b = run(&m, 9, 1, l2, g2);

@@ -137,7 +137,7 @@ int main(int argc, char **argv)
                        .example_index = exi, .seed = 1, .epoch = 0, .train = !infer,
                        .loss_scale = 1.0f / (float)batch};
         if (infer) {
-            agn_model_forward(&m, &b);
+            agn_model_forward_infer(&m, &b);
         } else {
             memset(m.grads, 0, m.n_params * sizeof(float));
             agn_model_forward(&m, &b);
