@@ -35,7 +35,7 @@ cfg=$top/examples/small.yaml
 start=$(date +%s.%N)
 agn-train -q -c "$cfg" -s model.vocab_size="$V" -v vocab.txt -o run --val shards/test-00000.agns "$@" \
     shards/train-00000.agns
-wall=$(echo "$(date +%s.%N) - $start" | bc)
+wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 agn-eval --json run/last.safetensors shards/test-00000.agns > report.json
 acc=$(sed 's/.*"accuracy": \([0-9.]*\).*/\1/' report.json)
 f1=$(sed 's/.*"macro_f1": \([0-9.]*\).*/\1/' report.json)
