@@ -41,7 +41,7 @@ run() {
     t0=$(date +%s%N)
     set +e
     # shellcheck disable=SC2086
-    env $vars $T "$@" -o "$name-$marker" "$SH" >out 2>err
+    timeout -k 5 30 env $vars $T "$@" -o "$name-$marker" "$SH" >out 2>err
     st=$?
     set -e
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))

@@ -46,8 +46,15 @@ start() {
     env --default-signal=INT "$tc" --serve "$@" --marker "$marker" >out 2>err &
     job=$!
 }
-# finish: waits for $job, sets $st and $ms (milliseconds since $t0)
+# finish: waits for $job (30 s at most), sets $st and $ms (milliseconds
+# since $t0)
 finish() {
+    i=0
+    while kill -0 "$job" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -le 600 ] || { kill -KILL "$job"; fail "the job did not end within 30 s"; }
+        sleep 0.05
+    done
     set +e; wait "$job"; st=$?; set -e
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 }

@@ -32,7 +32,7 @@ union trace1 >union1
 assert_eq "$(tail -n 1 union1 | wc -w)" "6" "words on the last step's line (1 58: + 4 indices)"
 
 for w in 2 3 4; do
-    AGN_TEST_TRACE_BATCHES=$PWD/trace$w $T -n "$w" -o "w$w" "$SH" 2>err ||
+    AGN_TEST_TRACE_BATCHES=$PWD/trace$w timeout -k 5 30 $T -n "$w" -o "w$w" "$SH" 2>err ||
         { cat err >&2; fail "-n $w failed"; }
     # every rank traced every step
     n=$(wc -l <"trace$w")
