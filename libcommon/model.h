@@ -99,14 +99,18 @@ int agn_dropout_keep(uint64_t key, int site, int position, int channel, float p)
 const agn_tensor *agn_model_tensor(const agn_model *m, const char *name);
 
 /* Forward pass; fills m->logits [B, C]; returns the summed cross-entropy over
- * the rows when b->labels is set, else 0. */
+ * the rows when b->labels is set, else 0.  A batch larger than the model
+ * was created for (B > max_batch, T > max_len) returns NaN with a message. */
 float agn_model_forward(agn_model *m, const agn_batch *b);
 /* The same forward pass for inference (evaluation, prediction): identical
  * logits and loss, but the layers share one set of activation buffers, so
  * memory does not grow with n_layers.  agn_model_backward() after it does
  * nothing. */
 float agn_model_forward_infer(agn_model *m, const agn_batch *b);
-/* Backward of the last forward (same batch); accumulates into m->grads. */
+/* Backward of the last forward (same batch); accumulates into m->grads.
+ * The key third of each attn.qkv.bias gradient is exactly 0 analytically
+ * (softmax ignores a constant added to every score of a row) and is left at
+ * exactly 0 rather than filled with rounding noise. */
 void agn_model_backward(agn_model *m, const agn_batch *b);
 
 /* ---- optimizer --------------------------------------------------------- */
@@ -120,8 +124,10 @@ typedef struct {
     long total_steps;    /* for the decay */
 } agn_optim_config;
 
-/* The learning rate at STEP (0-based) of the schedule: linear warmup from 0
- * over warmup_steps, then linear decay to 0 at total_steps. */
+/* The learning rate at STEP (0-based) of the schedule, W = warmup_steps,
+ * S = total_steps: lr * (step + 1) / W while step < W (linear warmup, the
+ * W-th step at the peak), then lr * (S - step) / (S - W) (linear decay,
+ * reaching 0 at S), 0 from S on; S <= 0: no decay.  Exact table in optim.c. */
 float agn_lr_at(const agn_optim_config *oc, long step);
 /* Global L2 norm of the gradient buffer. */
 double agn_grad_norm(const float *grads, size_t n);
