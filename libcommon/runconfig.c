@@ -77,7 +77,7 @@ void agn_config_defaults(agn_config *c)
     memset(c, 0, sizeof *c);
     c->path = agn_xstrdup("(defaults)");
     c->name = agn_xstrdup("default");
-    c->vocab_size = 20000;
+    c->vocab_size = 0; /* auto: the shards' */
     c->max_len = 128;
     c->d_model = 128;
     c->n_heads = 4;
@@ -133,6 +133,12 @@ static int set_value(agn_config *c, int k, const char *value)
     char *end;
     switch (d->type) {
     case T_LONG: {
+        /* vocab_size: auto takes the size of the shards' vocabulary (0 here
+         * until the data is read) */
+        if (k == AGN_K_VOCAB_SIZE && strcmp(value, "auto") == 0) {
+            *(long *)p = 0;
+            return 0;
+        }
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (end == value || *end != '\0') {
@@ -418,7 +424,7 @@ int agn_config_check_data(const agn_config *c, uint32_t vocab_size, uint32_t max
                           const char *what)
 {
     char w[512];
-    if ((uint32_t)c->vocab_size != vocab_size)
+    if (c->vocab_size != 0 && (uint32_t)c->vocab_size != vocab_size)
         return agn_seterr("%s: %ld, but %s %s built with a vocabulary of %u", agn_config_where(c, AGN_K_VOCAB_SIZE, w, sizeof w),
                           c->vocab_size, what, strchr(what, ' ') ? "were" : "was", vocab_size);
     if ((uint32_t)c->max_len > max_len)
@@ -483,7 +489,10 @@ int agn_config_write(const agn_config *c, FILE *fp)
         }
         fprintf(fp, "  %s: ", d->name);
         switch (d->type) {
-        case T_LONG: fprintf(fp, "%ld\n", *(const long *)p); break;
+        case T_LONG:
+            if (k == AGN_K_VOCAB_SIZE && *(const long *)p == 0) fputs("auto\n", fp);
+            else fprintf(fp, "%ld\n", *(const long *)p);
+            break;
         case T_U64: fprintf(fp, "%llu\n", (unsigned long long)*(const uint64_t *)p); break;
         case T_DOUBLE: fprintf(fp, "%s\n", agn_fmt_double(*(const double *)p, num, sizeof num)); break;
         case T_STR: fprintf(fp, "%s\n", c->precision); break;

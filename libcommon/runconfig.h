@@ -69,7 +69,8 @@ int agn_config_set(agn_config *c, const char *key, const char *value, const char
 /* Checks ranges and relations between keys (heads divide d_model, as many
  * class names as classes); -1 with "FILE:LINE: KEY: reason". */
 int agn_config_check(const agn_config *c);
-/* Checks the config against the data: vocab_size equal to the shards',
+/* Checks the config against the data: vocab_size equal to the shards' (or
+ * 0, "auto", which the trainer then sets from them),
  * max_len not above what they were built with, n_classes equal.  WHAT names
  * the data in messages. */
 int agn_config_check_data(const agn_config *c, uint32_t vocab_size, uint32_t max_len,

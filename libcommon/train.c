@@ -529,6 +529,7 @@ static int setup_data(trainer *t)
     if (agn_config_check_data(t->cfg, t->train.vocab_size, t->train.max_len, t->train.n_classes,
                               "the training shards") != 0)
         return -1;
+    if (t->cfg->vocab_size == 0) t->cfg->vocab_size = t->train.vocab_size; /* vocab_size: auto */
     if (o->n_val > 0) {
         if (agn_dataset_load(&t->val, o->val_paths, o->n_val) != 0) return -1;
         if (t->val.vocab_crc != t->train.vocab_crc || t->val.vocab_size != t->train.vocab_size)

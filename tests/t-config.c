@@ -120,6 +120,10 @@ static void test_yaml(const char *dir)
 
     /* the data checks */
     agn_config_defaults(&c);
+    CHECK(c.vocab_size == 0, "vocab_size defaults to auto (0), got %ld", c.vocab_size);
+    CHECK(agn_config_check_data(&c, 19999, 128, 4, "the shards") == 0, "auto takes any vocabulary: %s",
+          agn_errmsg());
+    c.vocab_size = 20000;
     CHECK(agn_config_check_data(&c, 20000, 128, 4, "the shards") == 0, "data ok: %s", agn_errmsg());
     CHECK(agn_config_check_data(&c, 19999, 128, 4, "the shards") != 0 && strstr(agn_errmsg(), "model.vocab_size"),
           "vocab mismatch: %s", agn_errmsg());
