@@ -60,13 +60,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) return agn_usage_error("no shards given");
-    agn_dataset ds;
-    if (agn_dataset_load(&ds, argv + optind, argc - optind) != 0) {
-        agn_warn_err();
-        return 1;
-    }
-    agn_model_config cfg = {.vocab_size = (int)ds.vocab_size, .n_classes = (int)ds.n_classes,
-                            .dropout = 0.1f, .n_heads = 4};
+    agn_model_config cfg = {.dropout = 0.1f, .n_heads = 4};
     if (strcmp(cname, "small") == 0) {
         cfg.max_len = 128; cfg.d_model = 128; cfg.n_layers = 2; cfg.d_ff = 512;
         if (!batch) batch = 32;
@@ -76,6 +70,18 @@ int main(int argc, char **argv)
     } else {
         return agn_usage_error("-c: small or large, not '%s'", cname);
     }
+    agn_dataset ds;
+    if (agn_dataset_load(&ds, argv + optind, argc - optind) != 0) {
+        agn_warn_err();
+        return 1;
+    }
+    if (ds.n == 0) {
+        agn_warn("%s: no examples", argv[optind]);
+        agn_dataset_free(&ds);
+        return 1;
+    }
+    cfg.vocab_size = (int)ds.vocab_size;
+    cfg.n_classes = (int)ds.n_classes;
 #ifdef _OPENMP
     if (threads) omp_set_num_threads((int)threads);
     threads = omp_get_max_threads();
@@ -83,6 +89,7 @@ int main(int argc, char **argv)
     agn_model m;
     if (agn_model_create(&m, &cfg, (int)batch) != 0) {
         agn_warn_err();
+        agn_dataset_free(&ds);
         return 1;
     }
     agn_model_init_weights(&m, 1);
