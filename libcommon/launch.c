@@ -220,9 +220,15 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    /* A stop signal inherited as ignored (nohup, a background job of a
+     * script) stays ignored, by the supervisor as by the ranks: a blocked
+     * signal would be collected here even though the ranks discard it. */
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < AGN_ARRAY_LEN(stops); i++) {
+        struct sigaction cur;
+        if (sigaction(stops[i], NULL, &cur) == 0 && cur.sa_handler == SIG_IGN) continue;
+        sigaddset(&set, stops[i]);
+    }
     sigprocmask(SIG_BLOCK, &set, &old);
     fflush(NULL);
 

@@ -99,6 +99,41 @@ for sig in TERM INT; do
     ok "SIG$sig to the supervisor: ranks stop together, exit $st after $ms ms"
 done
 
+# ^C at a terminal: SIGINT to the whole process group, supervisor and ranks
+# at once (each rank then sees it twice: from the terminal and forwarded)
+rm -f rank-*.pid
+setsid -w env --default-signal=INT "$tc" --serve 2 --marker "$marker" >out 2>err &
+job=$!
+wait_file rank-0.pid; wait_file rank-1.pid
+sleep 0.2
+pgid=$(cut -d' ' -f5 "/proc/$(cat rank-0.pid)/stat")
+t0=$(date +%s%N)
+kill -INT -- "-$pgid"
+finish
+[ "$st" -eq 130 ] || { cat err >&2; fail "SIGINT to the process group: status $st, expected 130"; }
+grep -q "stopped at iteration" out || fail "SIGINT to the process group: no clean stop"
+no_leftovers "SIGINT to the process group"
+ok "SIGINT to the whole process group (^C): ranks stop together, exit 130 after $ms ms"
+
+# a stop signal inherited as ignored is ignored by the whole job (had the
+# supervisor taken it, the SIGTERM after it would be a second stop signal,
+# answered with SIGKILL and status 130)
+( trap '' INT; exec "$tc" --serve 2 --marker "$marker-ign" ) >out2 2>err2 &
+ign=$!
+i=0
+while [ "$(grep -l -a -- "$(echo "$marker-ign" | sed 's/launch/launc[h]/')" /proc/[0-9]*/cmdline 2>/dev/null | wc -l)" -lt 3 ]; do
+    i=$((i + 1)); [ "$i" -le 200 ] || fail "the job with SIGINT ignored did not start"
+    sleep 0.05
+done
+kill -INT "$ign"
+sleep 0.3
+kill -0 "$ign" 2>/dev/null || fail "SIGINT, inherited as ignored, stopped the job"
+kill -TERM "$ign"
+set +e; wait "$ign"; st=$?; set -e
+[ "$st" -eq 143 ] || { cat err2 >&2; fail "SIGTERM after an ignored SIGINT: status $st"; }
+no_leftovers "ignored SIGINT"
+ok "SIGINT inherited as ignored: the job ignores it, SIGTERM still stops it"
+
 # the supervisor itself killed: the ranks die with it
 start 3
 wait_file rank-0.pid; wait_file rank-1.pid; wait_file rank-2.pid
