@@ -1,6 +1,8 @@
 /* comm.h: the one small communication interface of data-parallel training
- * (DESIGN.md, Backends): all-reduce sum, broadcast, barrier, abort.  One
- * struct holds the distributed state; with one rank every call is a no-op.
+ * (DESIGN.md, Backends): all-reduce sum, broadcast, barrier, abort, and the
+ * two halves of an all-reduce (reduce-scatter, all-gather) that the sharded
+ * optimizer (zero.h) uses.  One struct holds the distributed state; with
+ * one rank every call is a no-op.
  *
  * Transports: "none" (one rank, comm.c), "local" (ranks forked on one host,
  * shared memory), "mpi" (ranks across hosts), and later "nccl".  Buffers live
@@ -8,7 +10,7 @@
  * (on the stream the transport was created with) for nccl; counts are in
  * elements, never bytes.
  *
- * Asynchrony: agn_comm_allreduce_start() returns at once with a request
+ * Asynchrony: the *_start() calls return at once with a request
  * where the transport can overlap (a communication thread on the CPU, a
  * stream on the GPU); agn_comm_wait() blocks until it is done.  Requests
  * complete in the order they were started.  Every call returns 0, or -1 with
@@ -18,7 +20,9 @@
  * Determinism: the local and mpi transports sum in a fixed order, element by
  * element rank 0 + rank 1 + ... + rank W-1 (left to right), whatever the
  * timing, so an all-reduce gives bit-identical results on every rank, from run
- * to run, and between the two transports.
+ * to run, and between the two transports.  (MPI_Allreduce gives no such
+ * promise, so the mpi transport does not use it.)  An NCCL transport would
+ * sum in its own order; its results would agree to rounding.
  *
  * Who creates a communicator: agn_launch() (launch.h) for programs; the
  * constructors below for it and for tests. */
