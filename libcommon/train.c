@@ -556,6 +556,10 @@ static int setup_model(trainer *t)
     long B = t->cfg->global_batch;
     int rows = (int)((B + t->world - 1) / t->world);
     if (agn_model_create(&t->m, &mc, rows) != 0) return -1;
+    /* --pad-to-max: compute every padded position as a padded implementation
+     * does (same loss and gradients up to rounding), so the gain of skipping
+     * pads can be measured apart from the rest */
+    t->m.dense = t->o->pad_to_max;
     agn_model_init_weights(&t->m, t->cfg->seed);
     t->adam_m = agn_xalloc_aligned(t->m.n_params * sizeof(float));
     t->adam_v = agn_xalloc_aligned(t->m.n_params * sizeof(float));
