@@ -198,6 +198,7 @@ int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_opt
         for (int i = 0; i < z->n_pieces; i++) {
             float *g = m->grads + z->pieces[i].offset;
             long n = (long)z->pieces[i].numel;
+#pragma omp simd
             for (long k = 0; k < n; k++) g[k] *= coef;
         }
     agn_optim_config noclip = *oc;
