@@ -166,22 +166,54 @@ static int wait_all(agn_zero *z, double *waited)
 
 /* ---- the optimizer step ------------------------------------------------------------- */
 
+/* Calls FN on the parts of this rank's shard of range R that can be
+ * non-zero: all of it, or for the sparse embedding the rows of the step's
+ * union only (every other row is 0 and stays 0 under scaling). */
+static void shard_parts(agn_zero *z, const agn_zero_range *r, void (*fn)(float *g, long n, void *ctx),
+                        void *ctx)
+{
+    float *grads = z->m->grads;
+    if (!r->sparse) {
+        for (int i = r->first; i < r->first + r->count; i++)
+            fn(grads + z->pieces[i].offset, (long)z->pieces[i].numel, ctx);
+        return;
+    }
+    size_t lo, hi;
+    agn_comm_shard(r->end - r->start, z->comm->world, z->comm->rank, &lo, &hi);
+    lo += r->start;
+    hi += r->start;
+    for (size_t k = 0; k < z->n_rows; k++) {
+        size_t a = r->start + (size_t)z->rows[k] * z->dim, e = a + z->dim;
+        if (a < lo) a = lo;
+        if (e > hi) e = hi;
+        if (a < e) fn(grads + a, (long)(e - a), ctx);
+    }
+}
+
+static void add_squares(float *g, long n, void *ctx)
+{
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (long k = 0; k < n; k++) s += (double)g[k] * g[k];
+    *(double *)ctx += s;
+}
+
+static void scale(float *g, long n, void *ctx)
+{
+    const float coef = *(const float *)ctx;
+#pragma omp simd
+    for (long k = 0; k < n; k++) g[k] *= coef;
+}
+
 int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,
                         long step, float lr, double *norm, double *waited)
 {
     agn_model *m = z->m;
     if (wait_all(z, waited) != 0) return -1;
 
-    /* the global norm: this rank's pieces in a fixed order, then the ranks */
+    /* the global norm: this rank's shards in a fixed order, then the ranks */
     double ss = 0;
-    for (int i = 0; i < z->n_pieces; i++) {
-        const float *g = m->grads + z->pieces[i].offset;
-        double s = 0;
-        long n = (long)z->pieces[i].numel;
-#pragma omp simd reduction(+ : s)
-        for (long k = 0; k < n; k++) s += (double)g[k] * g[k];
-        ss += s;
-    }
+    for (int i = 0; i < z->n_ranges; i++) shard_parts(z, &z->ranges[i], add_squares, &ss);
     double tw = agn_now();
     if (agn_comm_allreduce(z->comm, &ss, 1, AGN_F64) != 0) return -1;
     if (waited) *waited += agn_now() - tw;
@@ -195,12 +227,7 @@ int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_opt
         if (c < 1.0) coef = (float)c;
     }
     if (coef != 1.0f)
-        for (int i = 0; i < z->n_pieces; i++) {
-            float *g = m->grads + z->pieces[i].offset;
-            long n = (long)z->pieces[i].numel;
-#pragma omp simd
-            for (long k = 0; k < n; k++) g[k] *= coef;
-        }
+        for (int i = 0; i < z->n_ranges; i++) shard_parts(z, &z->ranges[i], scale, &coef);
     agn_optim_config noclip = *oc;
     noclip.grad_clip = 0;
 

@@ -11,7 +11,8 @@
  * sparsely: before the forward pass the ranks sum a mask of the token ids
  * each saw (the union), and the embedding gradient travels as the rows of
  * that union only, in id order, all-reduced; every other row is 0 on every
- * rank, whose sum is 0.  The values are those of the dense reduction.
+ * rank, whose sum is 0.  The values are those of the dense reduction.  The
+ * norm and the clipping visit those rows only, too.
  *
  * Same arithmetic as agn_adamw_step() element for element (it is called on
  * a view of the shard); only the global gradient norm is summed in another
