@@ -1,7 +1,9 @@
 /* t-vocab.c: unit tests of the vocabulary and of the token counting table:
- * counts against a plain array, the sort order as a total order, lookups,
+ * counts against a plain array, the sort order as a total order, the
+ * line counter (agn_tokcount_add_text) against the token-by-token one, lookups,
  * the CRC against zlib's crc32 over the token list, and parse errors. */
 #include "config.h"
+#include "stream.h"
 #include "util.h"
 #include "vocab.h"
 
@@ -98,6 +100,64 @@ static void test_tokcount(void)
     agn_tokcount_free(t);
 }
 
+/* agn_tokcount_add_text against agn_stream_next_token + agn_tokcount_add on
+ * random texts: tokens of 1 to 40 bytes (across the 16-byte inline limit
+ * and the 64-byte scanning blocks), runs of spaces and tabs, separators or
+ * not at both ends, bytes that are not text (NUL, 0xff), texts of every
+ * length from 0, and each text copied to the end of an exactly sized
+ * allocation so that a read past its end shows under ASan. */
+static void test_add_text(void)
+{
+    agn_tokcount *a = agn_tokcount_new(), *b = agn_tokcount_new();
+    const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789.,'\0\xff";
+    uint64_t total = 0;
+    for (int round = 0; round < 3000; round++) {
+        char text[600];
+        size_t len = 0, want_len = (size_t)(next_rand() % (round < 300 ? 70 : 560));
+        if (next_rand() % 2) text[len++] = ' ';
+        while (len < want_len) {
+            /* a token: mostly short, from a small set so that they repeat */
+            uint64_t r = next_rand();
+            size_t k = (r >> 4) % 8 == 0 ? 17 + (r >> 8) % 24 : 1 + (r >> 8) % 16;
+            uint64_t seed = (r >> 20) % 50;
+            for (size_t i = 0; i < k && len < want_len; i++)
+                text[len++] = alphabet[(seed * 7 + i * (seed % 5 + 1)) % (sizeof alphabet - 1)];
+            /* then a run of 1..3 separators (or none: two tokens merge) */
+            int nsep = (int)((r >> 32) % 4);
+            for (int i = 0; i < nsep && len < want_len; i++)
+                text[len++] = (r >> (40 + i)) & 1 ? '\t' : ' ';
+        }
+        char *copy = malloc(len ? len : 1);
+        memcpy(copy, text, len);
+        uint64_t n = agn_tokcount_add_text(a, copy, len);
+        const char *p = copy, *tok;
+        size_t left = len, tl;
+        uint64_t want = 0;
+        while (agn_stream_next_token(&p, &left, &tok, &tl)) {
+            agn_tokcount_add(b, tok, tl, 1);
+            want++;
+        }
+        CHECK(n == want);
+        total += want;
+        free(copy);
+    }
+    CHECK(total > 40000);
+    size_t na, nb;
+    agn_tokcount_entry *ea = agn_tokcount_sorted(a, &na), *eb = agn_tokcount_sorted(b, &nb);
+    CHECK(na == nb && na > 100);
+    int long_seen = 0;
+    for (size_t i = 0; i < na && i < nb; i++) {
+        CHECK(ea[i].len == eb[i].len && ea[i].count == eb[i].count &&
+              memcmp(ea[i].tok, eb[i].tok, ea[i].len) == 0);
+        long_seen += ea[i].len > 16;
+    }
+    CHECK(long_seen > 10);
+    free(ea);
+    free(eb);
+    agn_tokcount_free(a);
+    agn_tokcount_free(b);
+}
+
 /* ---- the vocabulary ------------------------------------------------------ */
 
 static void test_vocab(void)
@@ -180,6 +240,7 @@ static void test_errors(void)
 int main(void)
 {
     test_tokcount();
+    test_add_text();
     test_vocab();
     test_errors();
     if (failures) {

@@ -77,12 +77,7 @@ int main(int argc, char **argv)
         if (agn_stream_open(&s, files[f]) != 0) goto fail;
         int rc;
         while ((rc = agn_stream_next(&s, &line)) == 1) {
-            const char *p = line.text, *tok;
-            size_t left = line.len, len;
-            while (agn_stream_next_token(&p, &left, &tok, &len)) {
-                agn_tokcount_add(tc, tok, len, 1);
-                tokens++;
-            }
+            tokens += agn_tokcount_add_text(tc, line.text, line.len);
             examples++;
             if (tty && (examples & 0xffff) == 0 && agn_now() - last > 0.5) {
                 last = agn_now();
