@@ -16,6 +16,9 @@
 #include "util.h"
 
 #include <pthread.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,9 +41,6 @@ void agn_tokenizer_free(agn_tokenizer *t)
 enum { C_SPACE, C_WORD, C_PUNCT, C_LT, C_HIGH };
 
 static uint8_t cls[256];        /* pass 2 class of a byte */
-static uint8_t flags[256];      /* the same as bits for the fast path */
-static uint16_t fast[256];      /* low[c] | flags[c] << 8: one load per byte */
-enum { F_WORD = 1, F_PUNCT = 2, F_TOKEN = 4, F_SLOW = 8 };
 static unsigned char low[256];  /* ASCII lower case */
 static uint8_t p1special[256];  /* pass 1 stops at these */
 static uint8_t isdig[256], isalph[256], ishex[256];
@@ -62,17 +62,6 @@ static void init_tables(void)
         ishex[c] = isdig[c] || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
     cls['<'] = C_LT;
-    for (int c = 0; c < 256; c++) {
-        switch (cls[c]) {
-        case C_WORD: flags[c] = F_WORD | F_TOKEN; break;
-        case C_PUNCT: flags[c] = F_PUNCT | F_TOKEN; break;
-        case C_SPACE: /* plain white space is fast; other controls are counted */
-            flags[c] = (c == ' ' || c == '\t' || c == '\n' || c == '\r') ? 0 : F_SLOW;
-            break;
-        default: flags[c] = F_SLOW; break;
-        }
-        fast[c] = (uint16_t)(low[c] | flags[c] << 8);
-    }
     p1special['\\'] = 1;
     p1special[';'] = 1;
 }
@@ -408,105 +397,260 @@ static size_t tag_len(const unsigned char *s, const unsigned char *e)
     return (size_t)(p + 1 - s);
 }
 
-/* Pass 2 runs a branch-free step per byte on the common classes: each byte
- * may write a separating space and itself, and the output pointer moves by
- * 0 or 1 for each; words ending and punctuation cost no mispredicted branch.
- * Bytes flagged F_SLOW ('<', control characters, non-ASCII) leave it. */
+/* What pass 2 carries from one item to the next. */
+typedef struct {
+    unsigned char *o;  /* output */
+    size_t ntok;
+    unsigned inword;   /* the last byte read belongs to a word: a word byte continues it */
+    unsigned started;  /* a token was written: the next one gets a space before it */
+    uint64_t bad, ctl;
+} split_state;
+
+#define SEP(st) do { *(st)->o = ' '; (st)->o += (st)->started; (st)->started = 1; (st)->ntok++; } while (0)
+
+/* The items that leave the fast paths: a '<' (a tag, or punctuation), a
+ * control character, a non-ASCII character, at S (S < E, S[E - S] == 0).
+ * Returns the position after the item. */
+static const unsigned char *split_slow(split_state *st, const unsigned char *s,
+                                       const unsigned char *e)
+{
+    unsigned c = *s;
+    switch (cls[c]) {
+    case C_SPACE: /* a control character */
+        st->ctl++;
+        st->inword = 0;
+        return s + 1;
+    case C_LT: {
+        size_t k = tag_len(s, e);
+        st->inword = 0;
+        if (k) return s + k;
+        SEP(st); /* a '<' that starts no tag is punctuation */
+        *st->o++ = '<';
+        return s + 1;
+    }
+    default: /* C_HIGH */
+        break;
+    }
+    uint32_t cp;
+    int k = decode_utf8(s, &cp);
+    s += k;
+    if (cp == 0xFFFFFFFFu) {
+        st->bad++;
+        SEP(st);
+        st->o = put_utf8(st->o, 0xFFFD);
+        st->inword = 0;
+        return s;
+    }
+    const struct urange *r = ufind(cp);
+    if (!r) {
+        if (!st->inword) {
+            SEP(st);
+            st->inword = 1;
+        }
+        st->o = put_utf8(st->o, lower_cp(cp));
+        return s;
+    }
+    switch (r->what) {
+    case U_SPACE:
+        if (cp < 0xA0) st->ctl++;
+        st->inword = 0;
+        break;
+    case U_DROP:
+        break;
+    case U_NORM:
+        for (int i = 0; i < (r->ascii == '.' ? 3 : 1); i++) {
+            SEP(st);
+            *st->o++ = (unsigned char)r->ascii;
+        }
+        st->inword = 0;
+        break;
+    default: /* U_PUNCT */
+        SEP(st);
+        st->o = put_utf8(st->o, cp);
+        st->inword = 0;
+        break;
+    }
+    return s;
+}
+
+size_t agn_tok_split_ref(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)
+{
+    pthread_once(&tables_once, init_tables);
+    const unsigned char *s = (const unsigned char *)text, *e = s + n;
+    split_state x = {(unsigned char *)out, 0, 0, 0, 0, 0};
+    while (s < e) {
+        unsigned c = *s;
+        switch (cls[c]) {
+        case C_WORD:
+            if (!x.inword) SEP(&x);
+            *x.o++ = low[c];
+            x.inword = 1;
+            s++;
+            break;
+        case C_PUNCT:
+            SEP(&x);
+            *x.o++ = (unsigned char)c;
+            x.inword = 0;
+            s++;
+            break;
+        default:
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+                x.inword = 0;
+                s++;
+            } else {
+                s = split_slow(&x, s, e);
+            }
+            break;
+        }
+    }
+    if (ntok_out) *ntok_out = x.ntok;
+    if (st) {
+        st->invalid_utf8 += x.bad;
+        st->controls += x.ctl;
+    }
+    return (size_t)(x.o - (unsigned char *)out);
+}
+
+/* The block loop of agn_tok_split looks at 64 bytes at a time: it copies
+ * them lower-cased to a local buffer and makes three masks, bit i for
+ * byte i: a word byte (ASCII letter or digit), a plain space (space, tab,
+ * CR, LF: dropped), a byte for split_slow ('<', another control
+ * character, a byte beyond ASCII); every other byte is punctuation.
+ * From the masks, the tokens start at punctuation and at a word byte after
+ * a non-word byte, and each token (or the part of a word in this block)
+ * ends at the next start, space or slow byte; it is copied with one
+ * 16-byte load and store.  So the cost is per token, not per byte. */
+typedef struct {
+    uint64_t word, space, slow;
+} block_masks;
+
+#ifdef __SSE2__
+/* Bytes of V in [LO, LO + N) (N < 128): a signed compare after a shift. */
+static inline __m128i in_range(__m128i v, int lo, int n)
+{
+    return _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(-128 - lo))),
+                          _mm_set1_epi8((char)(-128 + n)));
+}
+#endif
+
+/* The 64 bytes at SRC to LBUF, lower-cased, and their masks. */
+static inline void load_block(const unsigned char *src, unsigned char *lbuf, block_masks *m)
+{
+#ifdef __SSE2__
+    uint64_t w = 0, sp = 0, sl = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + 16 * k));
+        v = _mm_or_si128(v, _mm_and_si128(in_range(v, 'A', 26), _mm_set1_epi8(0x20)));
+        _mm_storeu_si128((__m128i *)(void *)(lbuf + 16 * k), v);
+        __m128i isw = _mm_or_si128(in_range(v, 'a', 26), in_range(v, '0', 10));
+        __m128i iss = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))),
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))));
+        /* below 0x20 as signed bytes: controls and everything beyond ASCII */
+        __m128i isl = _mm_andnot_si128(iss, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+        isl = _mm_or_si128(isl, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)),
+                                             _mm_cmpeq_epi8(v, _mm_set1_epi8('<'))));
+        w |= (uint64_t)(uint32_t)_mm_movemask_epi8(isw) << (16 * k);
+        sp |= (uint64_t)(uint32_t)_mm_movemask_epi8(iss) << (16 * k);
+        sl |= (uint64_t)(uint32_t)_mm_movemask_epi8(isl) << (16 * k);
+    }
+    m->word = w;
+    m->space = sp;
+    m->slow = sl;
+#else
+    uint64_t w = 0, sp = 0, sl = 0;
+    for (int i = 0; i < 64; i++) {
+        unsigned c = src[i];
+        lbuf[i] = low[c];
+        if (cls[c] == C_WORD) w |= (uint64_t)1 << i;
+        else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') sp |= (uint64_t)1 << i;
+        else if (cls[c] != C_PUNCT) sl |= (uint64_t)1 << i;
+    }
+    m->word = w;
+    m->space = sp;
+    m->slow = sl;
+#endif
+}
+
 size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)
 {
     pthread_once(&tables_once, init_tables);
     const unsigned char *s = (const unsigned char *)text, *e = s + n;
-    unsigned char *o = (unsigned char *)out, *o0 = o;
+    unsigned char *o = (unsigned char *)out;
+    /* out has room for 4N bytes: a token is stored with 16 bytes while
+     * that many are left, else copied to its length */
+    const unsigned char *olim = o + 4 * n;
+    unsigned char lbuf[64 + 16], tail[64];
+    memset(lbuf + 64, ' ', 16);
     size_t ntok = 0;
-    unsigned inword = 0, started = 0;
-    uint64_t bad = 0, ctl = 0;
+    unsigned started = 0;
+    uint64_t inword = 0;
+    split_state x = {o, 0, 0, 0, 0, 0};
 
-#define SEP() do { *o = ' '; o += started; started = 1; ntok++; } while (0)
     while (s < e) {
-        unsigned c = *s, v = fast[c], f = v >> 8;
-        if (__builtin_expect(!(f & F_SLOW), 1)) {
-            unsigned isw = f & F_WORD, ns = (f & F_TOKEN) >> 2;
-            unsigned begin = ((f & F_PUNCT) >> 1) | (isw & ~inword);
-            *o = ' ';
-            o += begin & started;
-            *o = (unsigned char)v;
-            o += ns;
-            ntok += begin;
-            started |= ns;
-            inword = isw;
-            s++;
+        size_t avail = (size_t)(e - s), lim = avail < 64 ? avail : 64;
+        block_masks m;
+        if (avail >= 64) {
+            load_block(s, lbuf, &m);
+        } else { /* the last bytes, padded with spaces */
+            memcpy(tail, s, avail);
+            memset(tail + avail, ' ', 64 - avail);
+            load_block(tail, lbuf, &m);
+        }
+        uint64_t w = m.word, punct = ~(w | m.space | m.slow);
+        uint64_t starts = punct | (w & ~(w << 1 | inword));
+        uint64_t ends = starts | m.space | m.slow; /* a piece ends at its next bit */
+        size_t stop = m.slow ? (size_t)__builtin_ctzll(m.slow) : lim; /* bytes done here */
+        if (stop < 64) starts &= ((uint64_t)1 << stop) - 1;
+        /* a word carried over from the last block goes on without a space */
+        uint64_t piece = inword & w;
+        while (piece | starts) {
+            size_t t = 0;
+            if (!piece) {
+                t = (size_t)__builtin_ctzll(starts);
+                starts &= starts - 1;
+                *o = ' ';
+                o += started;
+                started = 1;
+                ntok++;
+            }
+            piece = 0;
+            uint64_t rest = ends >> t >> 1;
+            size_t len = rest ? (size_t)__builtin_ctzll(rest) + 1 : 64 - t;
+            if (__builtin_expect(len <= 16 && olim - o >= 16, 1)) {
+#ifdef __SSE2__
+                _mm_storeu_si128((__m128i *)(void *)o,
+                                 _mm_loadu_si128((const __m128i *)(const void *)(lbuf + t)));
+#else
+                memcpy(o, lbuf + t, 16);
+#endif
+            } else {
+                memcpy(o, lbuf + t, len);
+            }
+            o += len;
+        }
+        if (stop == lim) {
+            inword = lim == 64 ? w >> 63 : 0;
+            s += lim;
             continue;
         }
-        switch (cls[c]) {
-        case C_SPACE: /* a control character */
-            ctl++;
-            inword = 0;
-            s++;
-            break;
-        case C_LT: {
-            size_t k = tag_len(s, e);
-            if (k) {
-                s += k;
-                inword = 0;
-                break;
-            }
-            SEP(); /* a '<' that starts no tag is punctuation */
-            *o++ = '<';
-            inword = 0;
-            s++;
-            break;
-        }
-        default: { /* C_HIGH */
-            uint32_t cp;
-            int k = decode_utf8(s, &cp);
-            s += k;
-            if (cp == 0xFFFFFFFFu) {
-                bad++;
-                SEP();
-                o = put_utf8(o, 0xFFFD);
-                inword = 0;
-                break;
-            }
-            const struct urange *r = ufind(cp);
-            if (!r) {
-                if (!inword) {
-                    SEP();
-                    inword = 1;
-                }
-                o = put_utf8(o, lower_cp(cp));
-                break;
-            }
-            switch (r->what) {
-            case U_SPACE:
-                if (cp < 0xA0) ctl++;
-                inword = 0;
-                break;
-            case U_DROP:
-                break;
-            case U_NORM:
-                for (int i = 0; i < (r->ascii == '.' ? 3 : 1); i++) {
-                    SEP();
-                    *o++ = (unsigned char)r->ascii;
-                }
-                inword = 0;
-                break;
-            default: /* U_PUNCT */
-                SEP();
-                o = put_utf8(o, cp);
-                inword = 0;
-                break;
-            }
-            break;
-        }
-        }
+        /* a byte for the slow path */
+        x.o = o;
+        x.ntok = ntok;
+        x.started = started;
+        x.inword = (unsigned)(stop ? (w >> (stop - 1)) & 1 : inword);
+        s = split_slow(&x, s + stop, e);
+        o = x.o;
+        ntok = x.ntok;
+        started = x.started;
+        inword = x.inword;
     }
-#undef SEP
     if (ntok_out) *ntok_out = ntok;
     if (st) {
-        st->invalid_utf8 += bad;
-        st->controls += ctl;
+        st->invalid_utf8 += x.bad;
+        st->controls += x.ctl;
     }
-    return (size_t)(o - o0);
+    return (size_t)(o - (unsigned char *)out);
 }
 
 /* ---- both ---------------------------------------------------------------- */

@@ -66,5 +66,8 @@ size_t agn_tokenize(agn_tokenizer *t, int ntexts, const char *const text[], cons
  * (pass 2) and writes at most 4N bytes. */
 size_t agn_tok_clean(const char *s, size_t n, char *out);
 size_t agn_tok_split(const char *s, size_t n, char *out, size_t *ntok, agn_tok_stats *st);
+/* Pass 2 as a plain loop over bytes: the reference that tests hold the
+ * block loop of agn_tok_split to (same arguments, same results). */
+size_t agn_tok_split_ref(const char *s, size_t n, char *out, size_t *ntok, agn_tok_stats *st);
 
 #endif

@@ -1,7 +1,8 @@
 /* t-tokenizer.c: the two passes of the tokenizer on cases worked out by
  * hand from the rules in tokenizer.h: references at their limits, tags,
  * UTF-8 edge cases (maximal ill-formed subsequences as Unicode and Python
- * define them), and the invariants of the output on random bytes. */
+ * define them), the invariants of the output on random bytes, and the
+ * block loop of pass 2 against its plain byte loop on random texts. */
 #include "config.h"
 
 #include "tokenizer.h"
@@ -139,12 +140,72 @@ static void test_random(void)
     agn_tokenizer_free(t);
 }
 
+/* The block loop of agn_tok_split against the byte loop of
+ * agn_tok_split_ref: random texts of every length from 0 to 300 (words of
+ * mixed case up to 40 bytes, so across the 16-byte copies and the 64-byte
+ * blocks, punctuation, runs of white space, and now and then a tag, a
+ * control character, UTF-8 good and bad), each in an exactly sized
+ * allocation with its NUL and written to an output of exactly 4N bytes,
+ * so that ASan sees any access past either.  Output, token count and
+ * statistics must be the same. */
+static void test_block_loop(void)
+{
+    static const char *const pieces[] = {
+        " ", "  ", "\t", "\r\n", ".", ",", "'", "$", "(", ")", "-", "&", "<b>", "<", "</p >",
+        "\x01", "\x7f", "\xC3\x89", "\xE2\x80\x94", "\xE2\x80\xA6", "\xC2\xA0", "\xF0\x9F\x98\x80",
+        "\x80", "\xE2\x82", "\xFF", "\xC2\xAD",
+    };
+    unsigned long x = 987654321;
+    int cases = 0;
+    for (int iter = 0; iter < 20000 && failures < 5; iter++) {
+        char text[400];
+        size_t n = 0, want = (size_t)(iter % 301);
+        while (n < want) {
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+            unsigned r = (unsigned)(x >> 33);
+            if (r % 4) { /* a word */
+                size_t k = r % 16 == 0 ? 17 + (r >> 4) % 24 : 1 + (r >> 4) % 9;
+                for (size_t i = 0; i < k && n < want; i++)
+                    text[n++] = "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"[(r >> 9) % 36 * (i + 1) % 36];
+            } else if ((r >> 4) % 8 == 0 || n < 2) { /* something rarer */
+                const char *p = pieces[(r >> 8) % (sizeof pieces / sizeof pieces[0])];
+                for (; *p && n < want; p++) text[n++] = *p;
+            } else { /* a space or punctuation */
+                text[n++] = (r >> 8) % 3 ? ' ' : ".,;:!?\"'()-/"[(r >> 10) % 12];
+            }
+        }
+        char *in = agn_xmalloc(n + 1), *o1 = agn_xmalloc(4 * n + 1), *o2 = agn_xmalloc(4 * n + 1);
+        memcpy(in, text, n);
+        in[n] = '\0';
+        size_t t1, t2;
+        agn_tok_stats s1 = {0, 0}, s2 = {0, 0};
+        size_t m1 = agn_tok_split(in, n, o1, &t1, &s1);
+        size_t m2 = agn_tok_split_ref(in, n, o2, &t2, &s2);
+        if (m1 != m2 || memcmp(o1, o2, m1) != 0 || t1 != t2 ||
+            s1.invalid_utf8 != s2.invalid_utf8 || s1.controls != s2.controls) {
+            fprintf(stderr, "t-tokenizer.c: FAIL: block loop differs on random text %d\n"
+                    "  got  '%.*s' (%zu tokens)\n  want '%.*s' (%zu tokens)\n",
+                    iter, (int)m1, o1, t1, (int)m2, o2, t2);
+            failures++;
+        }
+        cases += m2 > 0;
+        free(in);
+        free(o1);
+        free(o2);
+    }
+    if (cases < 19000) {
+        fprintf(stderr, "t-tokenizer.c: FAIL: only %d of the random texts gave tokens\n", cases);
+        failures++;
+    }
+}
+
 int main(void)
 {
     test_cases();
     test_nul_and_join();
     test_random();
+    test_block_loop();
     if (failures) fprintf(stderr, "%d case(s) failed\n", failures);
-    else printf("ok - tokenizer cases, NUL and join, random bytes\n");
+    else printf("ok - tokenizer cases, NUL and join, random bytes, block loop = byte loop\n");
     return failures ? 1 : 0;
 }
