@@ -4,6 +4,7 @@
  * inflate is driven directly rather than through gzread: gzread reports a
  * truncated file only as a "warning" that a caller must go and ask for, and
  * silently ignores garbage after the last member; here both are errors. */
+#define _GNU_SOURCE /* F_SETPIPE_SZ */
 #include "config.h"
 #include "input.h"
 
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -41,6 +43,17 @@ struct agn_input {
 
 /* ---- opening ----------------------------------------------------------- */
 
+void agn_pipe_grow(int fd)
+{
+#ifdef F_SETPIPE_SZ
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) < AGN_PIPE_SIZE)
+        (void)fcntl(fd, F_SETPIPE_SZ, AGN_PIPE_SIZE); /* refused above the user's limit: fine */
+#else
+    (void)fd;
+#endif
+}
+
 static ssize_t read_some(agn_input *in, unsigned char *buf, size_t n)
 {
     for (;;) {
@@ -58,6 +71,7 @@ static agn_input *open_common(int fd, int own, const char *name, size_t block)
     in->own_fd = own;
     in->block = block ? block : BLOCK;
     in->max_line = DEFAULT_MAX_LINE;
+    agn_pipe_grow(fd);
     in->raw = agn_xmalloc(in->block < 2 ? 2 : in->block);
     /* Sniff: enough bytes to see the gzip magic, or the end. */
     while (in->raw_len < 2 && !in->raw_eof) {

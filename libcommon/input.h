@@ -55,6 +55,13 @@ ssize_t agn_input_read(agn_input *in, const char **buf);
  * Do not mix with agn_input_read on the same reader except that bytes not
  * yet consumed by the line reader are what agn_input_read returns next. */
 int agn_input_getline(agn_input *in, const char **line, size_t *len);
+/* If FD is a pipe, asks for a pipe buffer of AGN_PIPE_SIZE bytes (Linux;
+ * silently nothing elsewhere, or when the system refuses): a pipeline such
+ * as agn-tokenize | agn-vocab then moves 1 MiB per wake-up instead of the
+ * default 64 KiB.  Readers opened here do it on their input. */
+#define AGN_PIPE_SIZE (1 << 20)
+void agn_pipe_grow(int fd);
+
 /* Number of the line last returned by agn_input_getline, from 1. */
 uint64_t agn_input_lineno(const agn_input *in);
 /* Longest line agn_input_getline accepts (default 64 MiB). */

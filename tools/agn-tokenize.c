@@ -390,6 +390,7 @@ int main(int argc, char **argv)
         agn_warn_err();
         return AGN_EXIT_ERROR;
     }
+    agn_pipe_grow(fileno(s.out.fp));
 
     int rc = 0;
     if (optind == argc) {
