@@ -292,14 +292,13 @@ static inline uint64_t load64(const void *p)
     return x;
 }
 
-/* The hash of a short token from its padded words; spread by a 64x64->128
- * multiply (as wyhash) and a final multiply, whose top bits index. */
+/* The hash of a short token from its padded words: one multiply folds the
+ * second word in, a second (Fibonacci hashing) spreads all the bits into
+ * the top ones, which index.  Cheap, and enough: every probe compares the
+ * whole key. */
 static inline uint64_t tc_hash_short(uint64_t w0, uint64_t w1, size_t len)
 {
-    unsigned __int128 m = (unsigned __int128)(w0 ^ 0xa0761d6478bd642full) *
-                          (w1 ^ 0xe7037ed1a0b428dbull ^ (uint64_t)len);
-    uint64_t h = (uint64_t)m ^ (uint64_t)(m >> 64);
-    return h * 0x9e3779b97f4a7c15ull;
+    return ((w1 * 0xe7037ed1a0b428dbull + (uint64_t)len) ^ w0) * 0x9e3779b97f4a7c15ull;
 }
 
 static inline uint64_t tc_hash_long(const char *tok, size_t len)
@@ -444,7 +443,10 @@ static const uint64_t keep1[TC_SHORT + 1] = {
 /* agn_tokcount_add_text finds tokens faster than the table can take them
  * when each lookup waits for its slot to come from memory, so it gathers
  * them in batches: the words and hash of each, and a prefetch of its slot,
- * then the lookups, whose slots are by then on their way. */
+ * then the lookups, whose slots are by then on their way.  A batch is
+ * looked up after the 64-byte block that brings it to TC_BATCH tokens or
+ * more (a block adds at most 32, the end of the text one more: room for
+ * TC_BATCH + 64). */
 #define TC_BATCH 32
 
 typedef struct {
@@ -506,13 +508,16 @@ static inline uint64_t delim_mask64(const char *p)
 
 uint64_t agn_tokcount_add_text(agn_tokcount *t, const char *text, size_t len)
 {
-    /* The text is read 64 bytes at a time into a mask of its separators;
-     * each change between separator and token byte is a set bit of
-     * M ^ (M << 1 | bit 63 of the previous mask), and they alternate:
-     * a token starts, ends, the next starts ... */
+    /* The text is read 64 bytes at a time into a mask M of its separators.
+     * With P = M << 1 | the last bit of the previous mask, the tokens start
+     * at the bits of ~M & P and end at those of M & ~P; within a block they
+     * pair up in order, but for a token that began in an earlier block
+     * (its end comes first) and one that goes on into the next (its start
+     * comes last).  The lookups wait in the batch until a block is done
+     * with 32 or more of them. */
     const char *e = text + len, *start = NULL;
     uint64_t ntok = 0, carry = 1; /* before the text: a separator */
-    tc_pending batch[TC_BATCH];
+    tc_pending batch[TC_BATCH + 64];
     int nb = 0;
     for (size_t off = 0; off < len; off += 64) {
         const char *p = text + off;
@@ -526,22 +531,25 @@ uint64_t agn_tokcount_add_text(agn_tokcount *t, const char *text, size_t len)
             memset(tail + n, ' ', 64 - n);
             m = delim_mask64(tail);
         }
-        uint64_t edges = m ^ (m << 1 | carry);
+        uint64_t prev = m << 1 | carry, starts = ~m & prev, ends = m & ~prev;
         carry = m >> 63;
-        while (edges) {
-            const char *q = p + __builtin_ctzll(edges);
-            edges &= edges - 1;
-            if (!start) {
-                start = q;
-                continue;
-            }
-            tc_queue(t, &batch[nb++], start, (size_t)(q - start), e);
+        if (start) {
+            if (!ends) continue; /* the whole block inside one token */
+            tc_queue(t, &batch[nb++], start, (size_t)(p + __builtin_ctzll(ends) - start), e);
+            ends &= ends - 1;
             start = NULL;
-            if (nb == TC_BATCH) {
-                tc_flush(t, batch, nb);
-                ntok += (uint64_t)nb;
-                nb = 0;
-            }
+        }
+        while (ends) {
+            const char *a = p + __builtin_ctzll(starts), *b = p + __builtin_ctzll(ends);
+            starts &= starts - 1;
+            ends &= ends - 1;
+            tc_queue(t, &batch[nb++], a, (size_t)(b - a), e);
+        }
+        if (starts) start = p + __builtin_ctzll(starts);
+        if (nb >= TC_BATCH) {
+            tc_flush(t, batch, nb);
+            ntok += (uint64_t)nb;
+            nb = 0;
         }
     }
     if (start) tc_queue(t, &batch[nb++], start, (size_t)(e - start), e); /* runs to the end */
