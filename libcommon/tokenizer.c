@@ -46,6 +46,8 @@ static uint8_t p1special[256];  /* pass 1 stops at these */
 static uint8_t isdig[256], isalph[256], ishex[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
+static void choose_split(void);
+
 static void init_tables(void)
 {
     for (int c = 0; c < 256; c++) {
@@ -62,6 +64,7 @@ static void init_tables(void)
         ishex[c] = isdig[c] || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
     cls['<'] = C_LT;
+    choose_split();
     p1special['\\'] = 1;
     p1special[';'] = 1;
 }
@@ -572,9 +575,45 @@ static inline void load_block(const unsigned char *src, unsigned char *lbuf, blo
 #endif
 }
 
-size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)
+#if defined(__x86_64__) && defined(__SSE2__) && (__GNUC__ >= 9 || defined(__clang__))
+#define AGN_TOK_WIDE 1
+#include <immintrin.h>
+#define WIDE_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")))
+
+/* The bytes of a block that pass 2 keeps (KEEP) with a space before those
+ * that start a token (SEP), written at O in two compress steps: the block
+ * is spread to 128 bytes, a space before each byte, and the bytes whose
+ * bits are set in the interleaved masks are packed together.  Writes up to
+ * 128 bytes at O; returns the new end. */
+WIDE_TARGET static inline unsigned char *emit_block512(const unsigned char *lbuf, uint64_t sep,
+                                                       uint64_t keep, unsigned char *o)
 {
-    pthread_once(&tables_once, init_tables);
+    static const uint8_t idx[128] = {
+#define P(j) 64, j
+        P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7), P(8), P(9), P(10), P(11), P(12), P(13),
+        P(14), P(15), P(16), P(17), P(18), P(19), P(20), P(21), P(22), P(23), P(24), P(25), P(26),
+        P(27), P(28), P(29), P(30), P(31), P(32), P(33), P(34), P(35), P(36), P(37), P(38), P(39),
+        P(40), P(41), P(42), P(43), P(44), P(45), P(46), P(47), P(48), P(49), P(50), P(51), P(52),
+        P(53), P(54), P(55), P(56), P(57), P(58), P(59), P(60), P(61), P(62), P(63),
+#undef P
+    };
+    const uint64_t even = 0x5555555555555555ull, odd = 0xAAAAAAAAAAAAAAAAull;
+    __m512i v = _mm512_loadu_si512((const void *)lbuf), sp = _mm512_set1_epi8(' ');
+    __m512i a = _mm512_permutex2var_epi8(v, _mm512_loadu_si512((const void *)idx), sp);
+    __m512i b = _mm512_permutex2var_epi8(v, _mm512_loadu_si512((const void *)(idx + 64)), sp);
+    uint64_t m0 = _pdep_u64(sep, even) | _pdep_u64(keep, odd);
+    uint64_t m1 = _pdep_u64(sep >> 32, even) | _pdep_u64(keep >> 32, odd);
+    _mm512_storeu_si512((void *)o, _mm512_maskz_compress_epi8(m0, a));
+    o += _mm_popcnt_u64(m0);
+    _mm512_storeu_si512((void *)o, _mm512_maskz_compress_epi8(m1, b));
+    return o + _mm_popcnt_u64(m1);
+}
+#endif
+
+/* The block loop; WIDE: with the AVX-512 step for a whole block. */
+static inline __attribute__((always_inline)) size_t
+split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st, int wide)
+{
     const unsigned char *s = (const unsigned char *)text, *e = s + n;
     unsigned char *o = (unsigned char *)out;
     /* out has room for 4N bytes: a token is stored with 16 bytes while
@@ -602,8 +641,24 @@ size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, ag
         uint64_t ends = starts | m.space | m.slow; /* a piece ends at its next bit */
         size_t stop = m.slow ? (size_t)__builtin_ctzll(m.slow) : lim; /* bytes done here */
         if (stop < 64) starts &= ((uint64_t)1 << stop) - 1;
-        /* a word carried over from the last block goes on without a space */
-        uint64_t piece = inword & w;
+        uint64_t piece = inword & w; /* a word carried over from the last block */
+#ifdef AGN_TOK_WIDE
+        if (wide && olim - o >= 128) {
+            /* every byte kept up to STOP, a space before each start but the
+             * first of the text */
+            uint64_t keep = (w | punct) & (stop < 64 ? ((uint64_t)1 << stop) - 1 : ~(uint64_t)0);
+            ntok += (size_t)__builtin_popcountll(starts);
+            if (!started && starts) {
+                starts &= starts - 1;
+                started = 1;
+            }
+            o = emit_block512(lbuf, starts, keep, o);
+            starts = piece = 0;
+        }
+#else
+        (void)wide;
+#endif
+        /* the tokens one by one; a word carried over goes on without a space */
         while (piece | starts) {
             size_t t = 0;
             if (!piece) {
@@ -651,6 +706,42 @@ size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, ag
         st->controls += x.ctl;
     }
     return (size_t)(o - (unsigned char *)out);
+}
+
+
+static size_t split_sse2(const char *text, size_t n, char *out, size_t *ntok, agn_tok_stats *st)
+{
+    return split_blocks(text, n, out, ntok, st, 0);
+}
+
+#ifdef AGN_TOK_WIDE
+WIDE_TARGET static size_t split_avx512(const char *text, size_t n, char *out, size_t *ntok,
+                                       agn_tok_stats *st)
+{
+    return split_blocks(text, n, out, ntok, st, 1);
+}
+#endif
+
+static size_t (*split_fn)(const char *, size_t, char *, size_t *, agn_tok_stats *) = split_sse2;
+
+/* The AVX-512 step where the processor has it (x86-64-v4 with VBMI2: Ice
+ * Lake, Zen 4 and later), unless AGN_NO_AVX512 is set (for tests). */
+static void choose_split(void)
+{
+#ifdef AGN_TOK_WIDE
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2") &&
+        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") &&
+        !getenv("AGN_NO_AVX512"))
+        split_fn = split_avx512;
+#endif
+}
+
+size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)
+{
+    pthread_once(&tables_once, init_tables);
+    return split_fn(text, n, out, ntok_out, st);
 }
 
 /* ---- both ---------------------------------------------------------------- */
