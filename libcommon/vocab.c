@@ -285,10 +285,16 @@ struct agn_tokcount {
 
 #define TC_SHORT 16
 
+/* 8 bytes as a little-endian number, whatever the machine: the inline
+ * keys are built both from loads and masks and from copies, which must
+ * agree. */
 static inline uint64_t load64(const void *p)
 {
     uint64_t x;
     memcpy(&x, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
     return x;
 }
 
@@ -465,9 +471,9 @@ static inline void tc_flush(agn_tokcount *t, const tc_pending *b, int n)
     }
 }
 
-/* Queues the token [TOK, TOK+LEN) of a text that ends at E. */
+/* Queues the token [TOK, TOK+LEN) of the text [B, E). */
 static inline void tc_queue(const agn_tokcount *t, tc_pending *p, const char *tok, size_t len,
-                            const char *e)
+                            const char *b, const char *e)
 {
     uint64_t w0 = 0, w1 = 0;
     p->tok = tok;
@@ -476,6 +482,18 @@ static inline void tc_queue(const agn_tokcount *t, tc_pending *p, const char *to
         /* 16 bytes can be read in place; the masks drop what follows */
         w0 = load64(tok) & keep0[len];
         w1 = load64(tok + 8) & keep1[len];
+    } else if (len <= TC_SHORT && e - b >= TC_SHORT) {
+        /* near the end: the 16 bytes that end at E, shifted down to TOK */
+        uint64_t lo = load64(e - 16), hi = load64(e - 8);
+        unsigned k = 8 * (unsigned)(tok - (e - 16)); /* 8..120 */
+        if (k < 64) {
+            w0 = lo >> k | hi << (64 - k);
+            w1 = hi >> k;
+        } else {
+            w0 = hi >> (k - 64);
+        }
+        w0 &= keep0[len];
+        w1 &= keep1[len];
     } else if (len <= TC_SHORT) {
         tc_words(tok, len, &w0, &w1);
     } else {
@@ -542,7 +560,7 @@ uint64_t agn_tokcount_add_text(agn_tokcount *t, const char *text, size_t len)
         carry = m >> 63;
         if (start) {
             if (!ends) continue; /* the whole block inside one token */
-            tc_queue(t, &batch[nb++], start, (size_t)(p + __builtin_ctzll(ends) - start), e);
+            tc_queue(t, &batch[nb++], start, (size_t)(p + __builtin_ctzll(ends) - start), text, e);
             ends &= ends - 1;
             start = NULL;
         }
@@ -550,7 +568,7 @@ uint64_t agn_tokcount_add_text(agn_tokcount *t, const char *text, size_t len)
             const char *a = p + __builtin_ctzll(starts), *b = p + __builtin_ctzll(ends);
             starts &= starts - 1;
             ends &= ends - 1;
-            tc_queue(t, &batch[nb++], a, (size_t)(b - a), e);
+            tc_queue(t, &batch[nb++], a, (size_t)(b - a), text, e);
         }
         if (starts) start = p + __builtin_ctzll(starts);
         if (nb >= TC_BATCH) {
@@ -559,7 +577,7 @@ uint64_t agn_tokcount_add_text(agn_tokcount *t, const char *text, size_t len)
             nb = 0;
         }
     }
-    if (start) tc_queue(t, &batch[nb++], start, (size_t)(e - start), e); /* runs to the end */
+    if (start) tc_queue(t, &batch[nb++], start, (size_t)(e - start), text, e); /* runs to the end */
     tc_flush(t, batch, nb);
     return ntok + (uint64_t)nb;
 }
