@@ -315,32 +315,51 @@ static unsigned char *entity(unsigned char *start, unsigned char *base, unsigned
     return NULL;
 }
 
+/* The first '\\' or ';' in [P, E), or E: one pass for what would be two
+ * memchr calls.  S <= P is where the text starts: the last bytes are
+ * looked at with a load that ends at E and may begin before P, not
+ * before S. */
+static inline const char *find_special(const char *s, const char *p, const char *e)
+{
+#ifdef __SSE2__
+    const __m128i bs = _mm_set1_epi8('\\'), sc = _mm_set1_epi8(';');
+    for (; e - p >= 16; p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
+        if (m) return p + __builtin_ctz(m);
+    }
+    if (p < e && e - s >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(e - 16));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
+        m >>= 16 - (e - p); /* the bytes from P on */
+        return m ? p + __builtin_ctz(m) : e;
+    }
+#else
+    (void)s;
+#endif
+    while (p < e && *p != '\\' && *p != ';') p++;
+    return p;
+}
+
 size_t agn_tok_clean(const char *s, size_t n, char *out)
 {
     pthread_once(&tables_once, init_tables);
-    /* Both special bytes are rare: find them with memchr, copy the runs
-     * between them with memcpy. */
+    /* Both special bytes are rare: the runs between them are found with
+     * find_special and copied with memcpy. */
     const char *p = s, *e = s + n;
-    const char *bs = memchr(p, '\\', n), *sc = memchr(p, ';', n);
     unsigned char *o = (unsigned char *)out, *base = o, *start = o;
     for (;;) {
-        const char *nx = !bs ? sc : !sc ? bs : sc < bs ? sc : bs;
-        if (!nx) {
-            memcpy(o, p, (size_t)(e - p));
-            o += e - p;
-            break;
-        }
+        const char *nx = find_special(s, p, e);
         memcpy(o, p, (size_t)(nx - p));
         o += nx - p;
+        if (nx == e) break;
         p = nx + 1;
-        if (nx == bs) {
+        if (*nx == '\\') {
             *o++ = ' ';
-            bs = memchr(p, '\\', (size_t)(e - p));
         } else {
             unsigned char *d = entity(start, base, o);
             if (d) base = o = d;
             else *o++ = ';';
-            sc = memchr(p, ';', (size_t)(e - p));
         }
     }
     return (size_t)(o - (unsigned char *)out);
