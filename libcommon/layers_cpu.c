@@ -273,27 +273,43 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 #endif
 }
 
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int IC, int OC)
+/* set: dinp is written (beta 0), not added into. */
+static void matmul_backward_impl(float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int N, int IC, int OC,
+                                 int set)
 {
     if (N <= 0) return;
 #ifdef HAVE_CBLAS
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,
-                    IC, 1.0f, dinp, IC);
+                    IC, set ? 0.0f : 1.0f, dinp, IC);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
                 dweight, IC);
 #else
     if (dinp) {
 #pragma omp parallel for schedule(static)
-        for (int r = 0; r < N; r++)
+        for (int r = 0; r < N; r++) {
+            if (set) memset(dinp + (size_t)r * IC, 0, (size_t)IC * sizeof(float));
             axpy_rows_k(dinp + (size_t)r * IC, dout + (size_t)r * OC, 1, weight, IC, OC);
+        }
     }
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < OC; c++)
         axpy_rows_k(dweight + (size_t)c * IC, dout + c, OC, inp, IC, N);
 #endif
     if (dbias) colsum_acc(dbias, dout, N, OC, OC);
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int IC, int OC)
+{
+    matmul_backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 0);
+}
+
+void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int IC, int OC)
+{
+    matmul_backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 1);
 }
 
 void bias_backward(float *dbias, const float *dout, int N, int C, int ld)
@@ -389,35 +405,59 @@ void attention_forward(float *out, float *att, const float *qkv, const int *star
     }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, const int *start, const int *len, const int *nkey,
-                        const size_t *att_off, int B, int D, int H)
+/* set: the rows of dqkv of every example are written, not added into. */
+static void attention_backward_impl(float *dqkv, float *datt, const float *dout,
+                                    const float *qkv, const float *att, const int *start,
+                                    const int *len, const int *nkey, const size_t *att_off, int B,
+                                    int D, int H, int set)
 {
     const int hd = D / H, D3 = 3 * D;
     const float scale = 1.0f / sqrtf((float)hd);
+    const float beta = set ? 0.0f : 1.0f;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             const int n = len[b], nk = nkey ? nkey[b] : len[b];
+            float *dQ = dqkv + (size_t)start[b] * D3 + h * hd;
+            float *dK = dQ + D, *dV = dQ + 2 * D;
+            if (set) { /* rows the products below do not reach: no key, or pad keys */
+                for (int i = nk; i < n; i++) {
+                    if (nk == 0) memset(dQ + (size_t)i * D3, 0, (size_t)hd * sizeof(float));
+                    memset(dK + (size_t)i * D3, 0, (size_t)hd * sizeof(float));
+                    memset(dV + (size_t)i * D3, 0, (size_t)hd * sizeof(float));
+                }
+            }
             if (n == 0 || nk == 0) continue;
             const float *Q = qkv + (size_t)start[b] * D3 + h * hd;
             const float *K = Q + D, *V = Q + 2 * D;
-            float *dQ = dqkv + (size_t)start[b] * D3 + h * hd;
-            float *dK = dQ + D, *dV = dQ + 2 * D;
             const float *dY = dout + (size_t)start[b] * D + h * hd;
             const float *P = att + att_off[b] + (size_t)h * n * nk;
             float *dP = datt + att_off[b] + (size_t)h * n * nk;
             /* dV += P^T dY;  dP = dY V^T */
-            small_gemm(1, 0, nk, hd, n, 1.0f, P, nk, dY, D, 1.0f, dV, D3);
+            small_gemm(1, 0, nk, hd, n, 1.0f, P, nk, dY, D, beta, dV, D3);
             small_gemm(0, 1, n, nk, hd, 1.0f, dY, D, V, D3, 0.0f, dP, nk);
             /* softmax backward, with the 1/sqrt(hd) of the scores folded in */
             for (int i = 0; i < n; i++)
                 softmax_backward_row(dP + (size_t)i * nk, P + (size_t)i * nk, nk, scale);
             /* dQ += dS K;  dK += dS^T Q */
-            small_gemm(0, 0, n, hd, nk, 1.0f, dP, nk, K, D3, 1.0f, dQ, D3);
-            small_gemm(1, 0, nk, hd, n, 1.0f, dP, nk, Q, D3, 1.0f, dK, D3);
+            small_gemm(0, 0, n, hd, nk, 1.0f, dP, nk, K, D3, beta, dQ, D3);
+            small_gemm(1, 0, nk, hd, n, 1.0f, dP, nk, Q, D3, beta, dK, D3);
         }
     }
+}
+
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                        const float *att, const int *start, const int *len, const int *nkey,
+                        const size_t *att_off, int B, int D, int H)
+{
+    attention_backward_impl(dqkv, datt, dout, qkv, att, start, len, nkey, att_off, B, D, H, 0);
+}
+
+void attention_backward_to(float *dqkv, float *datt, const float *dout, const float *qkv,
+                           const float *att, const int *start, const int *len, const int *nkey,
+                           const size_t *att_off, int B, int D, int H)
+{
+    attention_backward_impl(dqkv, datt, dout, qkv, att, start, len, nkey, att_off, B, D, H, 1);
 }
 
 /* ---- GELU ---------------------------------------------------------------------------- */
@@ -439,8 +479,20 @@ AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
     }
 }
 
-AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const float *inp, size_t n)
+AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const float *inp, size_t n,
+                                       int set)
 {
+    if (set) {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float x = inp[i];
+            float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+            float local = 0.5f * (1.0f + t) +
+                          0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+            dinp[i] = local * dout[i];
+        }
+        return;
+    }
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -467,7 +519,17 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
     {
         size_t i0, i1;
         thread_range(n, &i0, &i1);
-        gelu_backward_k(dinp + i0, dout + i0, inp + i0, i1 - i0);
+        gelu_backward_k(dinp + i0, dout + i0, inp + i0, i1 - i0, 0);
+    }
+}
+
+void gelu_backward_to(float *dinp, const float *dout, const float *inp, size_t n)
+{
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        thread_range(n, &i0, &i1);
+        gelu_backward_k(dinp + i0, dout + i0, inp + i0, i1 - i0, 1);
     }
 }
 
@@ -513,6 +575,13 @@ void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * scale : 0.0f;
+}
+
+void dropout_backward_to(float *dinp, const float *dout, const uint8_t *mask, float scale,
+                         size_t n)
+{
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] = mask[i] ? dout[i] * scale : 0.0f;
 }
 
 /* ---- pooling ------------------------------------------------------------------------------- */

@@ -12,6 +12,11 @@
  * proportional to real tokens.  A packed row r belongs to example ex[r] at
  * position pos[r]; example b owns rows start[b] .. start[b] + len[b].
  *
+ * The X_backward_to variants WRITE (=) the input gradient instead of adding
+ * into it (weight and bias gradients are still added), so the model need
+ * not zero an activation-sized buffer first: less memory traffic, one
+ * parallel region less.
+ *
  * Every function here is deterministic for a given thread count: parallel
  * loops write disjoint outputs, and reductions run in a fixed order. */
 #ifndef AGN_LAYERS_CPU_H
@@ -43,6 +48,9 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 /* dinp may be NULL (no input gradient wanted); dbias may be NULL. */
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int IC, int OC);
+/* The same, with dinp = dout . W (written, not added). */
+void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int IC, int OC);
 
 /* dbias[c] += sum over rows r of dout[r*ld + c], c < C: the bias part of
  * matmul_backward, for a slice of the outputs. */
@@ -65,10 +73,17 @@ void attention_forward(float *out, float *att, const float *qkv, const int *star
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, const int *start, const int *len, const int *nkey,
                         const size_t *att_off, int B, int D, int H);
+/* The same, writing every row start[b] .. start[b] + len[b] of dqkv (rows
+ * outside every example are left as they are). */
+void attention_backward_to(float *dqkv, float *datt, const float *dout, const float *qkv,
+                           const float *att, const int *start, const int *len, const int *nkey,
+                           const size_t *att_off, int B, int D, int H);
 
 /* ---- GELU, tanh approximation ------------------------------------------------ */
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* dinp = gelu'(inp) * dout. */
+void gelu_backward_to(float *dinp, const float *dout, const float *inp, size_t n);
 
 /* ---- residual with dropout ------------------------------------------------------
  * out = inp + mask * scale * y, where mask [n] is 0/1 (NULL: no dropout). */
@@ -82,6 +97,9 @@ void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t 
 void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n);
 /* dinp += mask * scale * dout. */
 void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n);
+/* dinp = mask * scale * dout. */
+void dropout_backward_to(float *dinp, const float *dout, const uint8_t *mask, float scale,
+                         size_t n);
 
 /* ---- masked mean pooling -------------------------------------------------------------
  * out[b,:] = mean over the len[b] rows from start[b] (0 if len[b] == 0). */

@@ -551,9 +551,8 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
     /* head and pooling */
     zero(a->dlogits, (size_t)B * C);
     crossentropy_backward(a->dlogits, a->probs, b->labels, b->loss_scale, B, C);
-    zero(a->dpooled, (size_t)B * D);
-    matmul_backward(a->dpooled, g + tt[ti + 2].offset, g + tt[ti + 3].offset, a->dlogits,
-                    a->pooled, p + tt[ti + 2].offset, B, D, C);
+    matmul_backward_to(a->dpooled, g + tt[ti + 2].offset, g + tt[ti + 3].offset, a->dlogits,
+                       a->pooled, p + tt[ti + 2].offset, B, D, C);
     grad_ready(m, ti + 2);
     zero(a->dA, ND);
     meanpool_backward(a->dA, a->dpooled, a->start, a->nkey, B, D);
@@ -575,18 +574,14 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
          * is read before layernorm_backward adds into dres below */
         const float *dy = a->dres;
         if (la->mask_mlp) {
-            zero(a->dA, ND);
-            dropout_backward(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
+            dropout_backward_to(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
             dy = a->dA;
         }
-        zero(a->dF1, NF);
         gelu_forward(a->dF2, la->fch, NF); /* fc2's input, recomputed */
-        matmul_backward(a->dF1, dw.fc2w, dw.fc2b, dy, a->dF2, w.fc2w, N, F, D);
+        matmul_backward_to(a->dF1, dw.fc2w, dw.fc2b, dy, a->dF2, w.fc2w, N, F, D);
         grad_ready(m, t0 + 10);
-        zero(a->dF2, NF);
-        gelu_backward(a->dF2, a->dF1, la->fch, NF);
-        zero(a->dB, ND);
-        matmul_backward(a->dB, dw.fc1w, dw.fc1b, a->dF2, la->ln2, w.fc1w, N, D, F);
+        gelu_backward_to(a->dF2, a->dF1, la->fch, NF);
+        matmul_backward_to(a->dB, dw.fc1w, dw.fc1b, a->dF2, la->ln2, w.fc1w, N, D, F);
         grad_ready(m, t0 + 8);
         layernorm_backward(a->dres, dw.ln2w, dw.ln2b, a->dB, la->x1, w.ln2w, la->ln2_mean,
                            la->ln2_rstd, N, D);
@@ -595,18 +590,14 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
         /* x1 = x + dropout(proj(attention(qkv(ln1(x))))) */
         dy = a->dres;
         if (la->mask_attn) {
-            zero(a->dA, ND);
-            dropout_backward(a->dA, a->dres, la->mask_attn, a->drop_scale, ND);
+            dropout_backward_to(a->dA, a->dres, la->mask_attn, a->drop_scale, ND);
             dy = a->dA;
         }
-        zero(a->dB, ND);
-        matmul_backward(a->dB, dw.projw, dw.projb, dy, la->atty, w.projw, N, D, D);
+        matmul_backward_to(a->dB, dw.projw, dw.projb, dy, la->atty, w.projw, N, D, D);
         grad_ready(m, t0 + 4);
-        zero(a->dqkv, 3 * ND);
-        attention_backward(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len, a->nkey,
+        attention_backward_to(a->dqkv, a->datt, a->dB, la->qkv, la->att, a->start, a->len, a->nkey,
                            a->att_off, B, D, H);
-        zero(a->dA, ND);
-        matmul_backward(a->dA, dw.qkvw, NULL, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
+        matmul_backward_to(a->dA, dw.qkvw, NULL, a->dqkv, la->ln1, w.qkvw, N, D, 3 * D);
         /* The key bias adds q_i . b_k to every score of row i, which the
          * softmax ignores: its gradient is exactly 0, and computing it would
          * only feed rounding noise to Adam (whose m / (sqrt(v) + eps) turns
@@ -622,8 +613,7 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
     /* embeddings */
     const float *dx = a->dres;
     if (a->mask_emb) {
-        zero(a->dA, ND);
-        dropout_backward(a->dA, a->dres, a->mask_emb, a->drop_scale, ND);
+        dropout_backward_to(a->dA, a->dres, a->mask_emb, a->drop_scale, ND);
         dx = a->dA;
     }
     embedding_backward(g + tt[0].offset, g + tt[1].offset, dx, a->ids, a->pos, N, D);
