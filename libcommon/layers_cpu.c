@@ -255,17 +255,33 @@ AGN_KERNEL static void axpy_rows_k(float *y, const float *a, size_t as, const fl
 }
 #endif
 
+#ifdef HAVE_CBLAS
+/* Products of at least this many multiply-adds are split over the threads
+ * by hand, in one parallel region that also does the bias work, each thread
+ * calling sgemm on its own rows (OpenBLAS runs single-threaded inside a
+ * parallel region).  Letting OpenBLAS thread each call costs as much
+ * compute but one more fork/join per call (plus one for the bias), which
+ * with OMP_WAIT_POLICY=passive (threads that sleep between regions, the
+ * right setting on a shared machine) is tens of microseconds each.  Each
+ * output element is summed in the same order whatever the split. */
+#define SPLIT_MIN_MACS ((size_t)1 << 21)
+#endif
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int IC, int OC)
 {
     if (N <= 0) return;
 #ifdef HAVE_CBLAS
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * OC, bias, (size_t)OC * sizeof(float));
+#pragma omp parallel if ((size_t)N * IC * OC >= SPLIT_MIN_MACS)
+    {
+        size_t r0, r1;
+        thread_range((size_t)N, &r0, &r1);
+        if (bias)
+            for (size_t r = r0; r < r1; r++) memcpy(out + r * OC, bias, (size_t)OC * sizeof(float));
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), OC, IC, 1.0f,
+                        inp + r0 * IC, IC, weight, IC, bias ? 1.0f : 0.0f, out + r0 * OC, OC);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, weight, IC,
-                bias ? 1.0f : 0.0f, out, OC);
 #else
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < N; r++)
@@ -280,11 +296,28 @@ static void matmul_backward_impl(float *dinp, float *dweight, float *dbias, cons
 {
     if (N <= 0) return;
 #ifdef HAVE_CBLAS
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight,
-                    IC, set ? 0.0f : 1.0f, dinp, IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
-                dweight, IC);
+    /* one region: this thread's rows of dinp, its rows (output channels)
+     * of dweight, then its blocks of dbias; the three write disjoint
+     * outputs from read-only inputs, so no barrier between them */
+    int nblk = dbias ? (OC + CHUNK - 1) / CHUNK : 0;
+#pragma omp parallel if ((size_t)N * IC * OC >= SPLIT_MIN_MACS)
+    {
+        size_t r0, r1, c0, c1;
+        thread_range((size_t)N, &r0, &r1);
+        thread_range((size_t)OC, &c0, &c1);
+        if (dinp && r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), IC, OC, 1.0f,
+                        dout + r0 * OC, OC, weight, IC, set ? 0.0f : 1.0f, dinp + r0 * IC, IC);
+        if (c1 > c0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c1 - c0), IC, N, 1.0f,
+                        dout + c0, OC, inp, IC, 1.0f, dweight + c0 * IC, IC);
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < nblk; blk++) {
+            int b0 = blk * CHUNK, w = b0 + CHUNK < OC ? CHUNK : OC - b0;
+            colsum_block(dbias + b0, dout + b0, N, w, OC);
+        }
+    }
+    return;
 #else
     if (dinp) {
 #pragma omp parallel for schedule(static)
