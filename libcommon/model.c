@@ -33,6 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Longest sequence the model accepts: attention keeps T x T scores per
  * example and head, which past this is better done another way. */
@@ -297,13 +300,15 @@ static void mask_row(uint8_t *mr, uint64_t key, int D, uint32_t thresh)
     for (int d = 0; d < D; d++) mr[d] = (uint32_t)(mix64(key ^ (uint64_t)d) >> 32) >= thresh;
 }
 
-static void make_mask(uint8_t *mask, const agn_model *m, const agn_batch *b, int site)
+/* The masks of rows [r0, r1) of one site (no parallel loop: the caller's
+ * thread does them all). */
+static void make_mask_rows(uint8_t *mask, const agn_model *m, const agn_batch *b, int site,
+                           int r0, int r1)
 {
     const agn_model_acts *a = m->acts;
-    int N = a->N, D = m->cfg.d_model;
+    int D = m->cfg.d_model;
     uint32_t thresh = (uint32_t)fmin((double)m->cfg.dropout * 4294967296.0, 4294967295.0);
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++) {
+    for (int r = r0; r < r1; r++) {
         uint64_t ex = b->example_index ? b->example_index[a->row_ex[r]] : (uint64_t)a->row_ex[r];
         uint64_t key = agn_dropout_key(b->seed, b->epoch, ex) ^ (uint64_t)site << 48 ^
                        (uint64_t)a->pos[r] << 24;
@@ -469,6 +474,74 @@ static void pack_batch(agn_model *m, const agn_batch *b, int keep)
     a->dlogits = carve(a, Bn * C);
 }
 
+/* This thread's share [*r0, *r1) of N rows, in pieces of 16 rows. */
+static void row_share(int N, int *r0, int *r1)
+{
+#ifdef _OPENMP
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    int t = 0, nt = 1;
+#endif
+    int chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
+    *r0 = t * chunk < N ? t * chunk : N;
+    *r1 = *r0 + chunk < N ? *r0 + chunk : N;
+}
+
+/* The row-local part of forward for rows [r0, r1), stage l: the second half
+ * of block l - 1 (projection of the attention output, residual, layernorm,
+ * MLP, residual) or, for l = 0, the embeddings; then the first half of
+ * block l (its dropout masks, layernorm, QKV product) or, after the last
+ * block, the final layernorm. */
+static void rows_forward(agn_model *m, const agn_batch *b, int l, int r0, int r1)
+{
+    const agn_model_config *c = &m->cfg;
+    agn_model_acts *a = m->acts;
+    int n = r1 - r0, D = c->d_model, F = c->d_ff;
+    size_t o = (size_t)r0 * D, oF = (size_t)r0 * F, nD = (size_t)n * D;
+    float *p = m->params;
+    const agn_tensor *tt = m->tensors;
+    const float *x;
+    if (l == 0) {
+        embedding_forward(a->x0 + o, a->ids + r0, a->pos + r0, p + tt[0].offset,
+                          p + tt[1].offset, n, D);
+        if (a->dropout_on) {
+            make_mask_rows(a->mask_emb, m, b, 0, r0, r1);
+            dropout_forward(a->x0 + o, a->mask_emb + o, a->drop_scale, nD);
+        }
+        x = a->x0;
+    } else {
+        layer_acts *la = &a->layer[l - 1];
+        block_view w = block_at(m, p, l - 1);
+        const float *xin = l > 1 ? a->layer[l - 2].x2 : a->x0;
+        const uint8_t *ma = la->mask_attn ? la->mask_attn + o : NULL;
+        const uint8_t *mm = la->mask_mlp ? la->mask_mlp + o : NULL;
+        matmul_forward(a->tmpD + o, la->atty + o, w.projw, w.projb, n, D, D);
+        residual_forward(la->x1 + o, xin + o, a->tmpD + o, ma, a->drop_scale, nD);
+        layernorm_forward(la->ln2 + o, la->ln2_mean + r0, la->ln2_rstd + r0, la->x1 + o, w.ln2w,
+                          w.ln2b, n, D);
+        matmul_forward(la->fch + oF, la->ln2 + o, w.fc1w, w.fc1b, n, D, F);
+        gelu_forward(a->tmpF + oF, la->fch + oF, (size_t)n * F);
+        matmul_forward(a->tmpD + o, a->tmpF + oF, w.fc2w, w.fc2b, n, F, D);
+        residual_forward(la->x2 + o, la->x1 + o, a->tmpD + o, mm, a->drop_scale, nD);
+        x = la->x2;
+    }
+    if (l < c->n_layers) {
+        layer_acts *la = &a->layer[l];
+        block_view w = block_at(m, p, l);
+        if (a->dropout_on) {
+            make_mask_rows(la->mask_attn, m, b, 1 + 2 * l, r0, r1);
+            make_mask_rows(la->mask_mlp, m, b, 2 + 2 * l, r0, r1);
+        }
+        layernorm_forward(la->ln1 + o, la->ln1_mean + r0, la->ln1_rstd + r0, x + o, w.ln1w,
+                          w.ln1b, n, D);
+        matmul_forward(la->qkv + (size_t)r0 * 3 * D, la->ln1 + o, w.qkvw, w.qkvb, n, D, 3 * D);
+    } else {
+        int ti = tail_index(m);
+        layernorm_forward(a->lnf + o, a->lnf_mean + r0, a->lnf_rstd + r0, x + o,
+                          p + tt[ti].offset, p + tt[ti + 1].offset, n, D);
+    }
+}
+
 static float forward(agn_model *m, const agn_batch *b, int keep)
 {
     if (b->B < 0 || b->B > m->max_batch || b->T < 1 || b->T > m->cfg.max_len) {
@@ -479,40 +552,32 @@ static float forward(agn_model *m, const agn_batch *b, int keep)
     const agn_model_config *c = &m->cfg;
     agn_model_acts *a = m->acts;
     pack_batch(m, b, keep);
-    int N = a->N, B = b->B, D = c->d_model, F = c->d_ff, H = c->n_heads, C = c->n_classes;
-    size_t ND = (size_t)N * D;
+    int N = a->N, B = b->B, D = c->d_model, H = c->n_heads, C = c->n_classes;
     float *p = m->params;
     const agn_tensor *tt = m->tensors;
 
-    embedding_forward(a->x0, a->ids, a->pos, p + tt[0].offset, p + tt[1].offset, N, D);
-    if (a->dropout_on) {
-        make_mask(a->mask_emb, m, b, 0);
-        dropout_forward(a->x0, a->mask_emb, a->drop_scale, ND);
-    }
-    const float *x = a->x0;
-    for (int l = 0; l < c->n_layers; l++) {
-        layer_acts *la = &a->layer[l];
-        block_view w = block_at(m, p, l);
-        if (a->dropout_on) {
-            make_mask(la->mask_attn, m, b, 1 + 2 * l);
-            make_mask(la->mask_mlp, m, b, 2 + 2 * l);
+    /* Everything but attention works row by row, so each thread takes one
+     * share of the rows through the whole chain from one attention to the
+     * next (embeddings or the block's second half, the next block's masks,
+     * layernorm and QKV product): one parallel region per attention instead
+     * of one per layer, and a row's data stays in its thread's cache.  The
+     * layers called inside run on that share alone (their own parallel
+     * loops are nested, hence one thread; OpenBLAS runs single-threaded
+     * inside a parallel region). */
+    for (int l = 0; l <= c->n_layers; l++) {
+        if (l > 0) {
+            layer_acts *la = &a->layer[l - 1];
+            attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->nkey, a->att_off,
+                              B, D, H);
         }
-        layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, w.ln1w, w.ln1b, N, D);
-        matmul_forward(la->qkv, la->ln1, w.qkvw, w.qkvb, N, D, 3 * D);
-        attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->nkey, a->att_off, B, D,
-                          H);
-        matmul_forward(a->tmpD, la->atty, w.projw, w.projb, N, D, D);
-        residual_forward(la->x1, x, a->tmpD, la->mask_attn, a->drop_scale, ND);
-        layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x1, w.ln2w, w.ln2b, N, D);
-        matmul_forward(la->fch, la->ln2, w.fc1w, w.fc1b, N, D, F);
-        gelu_forward(a->tmpF, la->fch, (size_t)N * F);
-        matmul_forward(a->tmpD, a->tmpF, w.fc2w, w.fc2b, N, F, D);
-        residual_forward(la->x2, la->x1, a->tmpD, la->mask_mlp, a->drop_scale, ND);
-        x = la->x2;
+#pragma omp parallel
+        {
+            int r0, r1;
+            row_share(N, &r0, &r1);
+            if (r1 > r0) rows_forward(m, b, l, r0, r1);
+        }
     }
     int ti = tail_index(m);
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, p + tt[ti].offset,
-                      p + tt[ti + 1].offset, N, D);
     meanpool_forward(a->pooled, a->lnf, a->start, a->nkey, B, D);
     matmul_forward(m->logits, a->pooled, p + tt[ti + 2].offset, p + tt[ti + 3].offset, B, D, C);
     return crossentropy_forward(a->losses, a->probs, m->logits, b->labels, B, C);
