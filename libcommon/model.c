@@ -474,17 +474,30 @@ static void pack_batch(agn_model *m, const agn_batch *b, int keep)
     a->dlogits = carve(a, Bn * C);
 }
 
-/* This thread's share [*r0, *r1) of N rows, in pieces of 16 rows. */
-static void row_share(int N, int *r0, int *r1)
+/* This thread's share of the batch: whole examples [*b0, *b1), about one
+ * thread's fraction of the rows, and their rows [*r0, *r1). */
+static void example_share(const agn_model_acts *a, int *b0, int *b1, int *r0, int *r1)
 {
 #ifdef _OPENMP
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #else
     int t = 0, nt = 1;
 #endif
-    int chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
-    *r0 = t * chunk < N ? t * chunk : N;
-    *r1 = *r0 + chunk < N ? *r0 + chunk : N;
+    int B = a->B, N = a->N, e[2];
+    for (int k = 0; k < 2; k++) { /* the first example starting at or past the target row */
+        long target = (long)N * (t + k) / nt;
+        int lo = 0, hi = B;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (a->start[mid] < target) lo = mid + 1;
+            else hi = mid;
+        }
+        e[k] = t + k == nt ? B : lo;
+    }
+    *b0 = e[0];
+    *b1 = e[1];
+    *r0 = e[0] < B ? a->start[e[0]] : N;
+    *r1 = e[1] < B ? a->start[e[1]] : N;
 }
 
 /* The row-local part of forward for rows [r0, r1), stage l: the second half
@@ -552,33 +565,34 @@ static float forward(agn_model *m, const agn_batch *b, int keep)
     const agn_model_config *c = &m->cfg;
     agn_model_acts *a = m->acts;
     pack_batch(m, b, keep);
-    int N = a->N, B = b->B, D = c->d_model, H = c->n_heads, C = c->n_classes;
+    int B = b->B, D = c->d_model, H = c->n_heads, C = c->n_classes;
     float *p = m->params;
     const agn_tensor *tt = m->tensors;
 
-    /* Everything but attention works row by row, so each thread takes one
-     * share of the rows through the whole chain from one attention to the
-     * next (embeddings or the block's second half, the next block's masks,
-     * layernorm and QKV product): one parallel region per attention instead
-     * of one per layer, and a row's data stays in its thread's cache.  The
-     * layers called inside run on that share alone (their own parallel
+    /* Every layer but attention works row by row, and attention within an
+     * example, so each thread takes whole examples (about its fraction of
+     * the rows) through the whole forward pass up to pooling: one parallel
+     * region and no barrier, and a row's data stays in its thread's cache.
+     * The layers called inside run on that share alone (their own parallel
      * loops are nested, hence one thread; OpenBLAS runs single-threaded
-     * inside a parallel region). */
-    for (int l = 0; l <= c->n_layers; l++) {
-        if (l > 0) {
-            layer_acts *la = &a->layer[l - 1];
-            attention_forward(la->atty, la->att, la->qkv, a->start, a->len, a->nkey, a->att_off,
-                              B, D, H);
-        }
+     * inside a parallel region); no result depends on the split. */
 #pragma omp parallel
-        {
-            int r0, r1;
-            row_share(N, &r0, &r1);
+    {
+        int b0, b1, r0, r1;
+        example_share(a, &b0, &b1, &r0, &r1);
+        for (int l = 0; l <= c->n_layers; l++) {
+            if (l > 0 && b1 > b0) {
+                layer_acts *la = &a->layer[l - 1];
+                attention_forward(la->atty, la->att, la->qkv, a->start + b0, a->len + b0,
+                                  a->nkey + b0, a->att_off + b0, b1 - b0, D, H);
+            }
             if (r1 > r0) rows_forward(m, b, l, r0, r1);
         }
+        if (b1 > b0)
+            meanpool_forward(a->pooled + (size_t)b0 * D, a->lnf, a->start + b0, a->nkey + b0,
+                             b1 - b0, D);
     }
     int ti = tail_index(m);
-    meanpool_forward(a->pooled, a->lnf, a->start, a->nkey, B, D);
     matmul_forward(m->logits, a->pooled, p + tt[ti + 2].offset, p + tt[ti + 3].offset, B, D, C);
     return crossentropy_forward(a->losses, a->probs, m->logits, b->labels, B, C);
 }
