@@ -202,27 +202,32 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *inp, const float *weight, const float *mean,
                         const float *rstd, int N, int D)
 {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++)
-        layernorm_backward_row(dinp + (size_t)r * D, dout + (size_t)r * D, inp + (size_t)r * D,
-                               weight, mean[r], rstd[r], D);
+    /* one region: the rows (dinp) and the channel blocks (dweight, dbias)
+     * write disjoint outputs from read-only inputs, so no barrier between */
     int nblk = (D + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int d0 = blk * CHUNK, d1 = d0 + CHUNK < D ? d0 + CHUNK : D;
-        float aw[CHUNK] = {0}, ab[CHUNK] = {0};
-        for (int r = 0; r < N; r++) {
-            const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
-            float m = mean[r], rs = rstd[r];
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int r = 0; r < N; r++)
+            layernorm_backward_row(dinp + (size_t)r * D, dout + (size_t)r * D,
+                                   inp + (size_t)r * D, weight, mean[r], rstd[r], D);
+#pragma omp for schedule(static) nowait
+        for (int blk = 0; blk < nblk; blk++) {
+            int d0 = blk * CHUNK, d1 = d0 + CHUNK < D ? d0 + CHUNK : D;
+            float aw[CHUNK] = {0}, ab[CHUNK] = {0};
+            for (int r = 0; r < N; r++) {
+                const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
+                float m = mean[r], rs = rstd[r];
 #pragma omp simd
-            for (int d = 0; d < d1 - d0; d++) {
-                aw[d] += g[d0 + d] * (x[d0 + d] - m) * rs;
-                ab[d] += g[d0 + d];
+                for (int d = 0; d < d1 - d0; d++) {
+                    aw[d] += g[d0 + d] * (x[d0 + d] - m) * rs;
+                    ab[d] += g[d0 + d];
+                }
             }
-        }
-        for (int d = d0; d < d1; d++) {
-            dweight[d] += aw[d - d0];
-            dbias[d] += ab[d - d0];
+            for (int d = d0; d < d1; d++) {
+                dweight[d] += aw[d - d0];
+                dbias[d] += ab[d - d0];
+            }
         }
     }
 }
@@ -348,6 +353,19 @@ void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *
 void bias_backward(float *dbias, const float *dout, int N, int C, int ld)
 {
     if (N > 0) colsum_acc(dbias, dout, N, C, ld);
+}
+
+void bias_backward2(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
+                    int C, int ld)
+{
+    if (N <= 0) return;
+    int nblk = (C + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < 2 * nblk; k++) {
+        int blk = k % nblk, c0 = blk * CHUNK, w = c0 + CHUNK < C ? CHUNK : C - c0;
+        if (k < nblk) colsum_block(dbias + c0, dout + c0, N, w, ld);
+        else colsum_block(dbias2 + c0, dout2 + c0, N, w, ld);
+    }
 }
 
 /* ---- attention -------------------------------------------------------------------- */

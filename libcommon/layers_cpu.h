@@ -55,6 +55,9 @@ void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *
 /* dbias[c] += sum over rows r of dout[r*ld + c], c < C: the bias part of
  * matmul_backward, for a slice of the outputs. */
 void bias_backward(float *dbias, const float *dout, int N, int C, int ld);
+/* bias_backward of two slices at once (one parallel loop). */
+void bias_backward2(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
+                    int C, int ld);
 
 /* ---- multi-head attention ----------------------------------------------------
  * qkv [N, 3D]: per row all of Q, then K, then V; head h owns columns

@@ -681,8 +681,7 @@ void agn_model_backward(agn_model *m, const agn_batch *b)
          * softmax ignores: its gradient is exactly 0, and computing it would
          * only feed rounding noise to Adam (whose m / (sqrt(v) + eps) turns
          * noise into steps).  Only the Q and V parts are accumulated. */
-        bias_backward(dw.qkvb, a->dqkv, N, D, 3 * D);
-        bias_backward(dw.qkvb + 2 * D, a->dqkv + 2 * D, N, D, 3 * D);
+        bias_backward2(dw.qkvb, a->dqkv, dw.qkvb + 2 * D, a->dqkv + 2 * D, N, D, 3 * D);
         grad_ready(m, t0 + 2);
         layernorm_backward(a->dres, dw.ln1w, dw.ln1b, a->dA, x, w.ln1w, la->ln1_mean,
                            la->ln1_rstd, N, D);
