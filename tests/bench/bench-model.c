@@ -11,7 +11,10 @@
  * --pad-to-max pads every batch to T (the model still skips pad positions);
  * --dense pads to T and sets agn_model.dense, so pad positions are computed
  * as a padded implementation would: the implementation apart from the gain
- * of skipping pads. */
+ * of skipping pads.  With AGN_BENCH_PHASES set in the environment, training
+ * also prints a second line with the mean milliseconds per step of each
+ * phase (zero, forward, backward, adamw), to see which one fails to scale
+ * with the thread count. */
 #include "config.h"
 #include "model.h"
 #include "shard.h"
@@ -113,7 +116,7 @@ int main(int argc, char **argv)
     int32_t *ids = agn_xmalloc((size_t)batch * T * sizeof(int32_t));
     int32_t *labels = agn_xmalloc((size_t)batch * sizeof(int32_t));
     uint64_t *exi = agn_xmalloc((size_t)batch * sizeof(uint64_t)), cursor = 0;
-    double t0 = 0, tokens = 0;
+    double t0 = 0, tokens = 0, phase[4] = {0};
     for (long step = 0; step < warm + steps; step++) {
         if (step == warm) {
             t0 = agn_now();
@@ -146,10 +149,20 @@ int main(int argc, char **argv)
         if (infer) {
             agn_model_forward_infer(&m, &b);
         } else {
+            double q0 = agn_now();
             memset(m.grads, 0, m.n_params * sizeof(float));
+            double q1 = agn_now();
             agn_model_forward(&m, &b);
+            double q2 = agn_now();
             agn_model_backward(&m, &b);
+            double q3 = agn_now();
             agn_adamw_step(&m, am, av, &oc, step, agn_lr_at(&oc, step));
+            if (step >= warm) {
+                phase[0] += q1 - q0;
+                phase[1] += q2 - q1;
+                phase[2] += q3 - q2;
+                phase[3] += agn_now() - q3;
+            }
         }
     }
     double dt = agn_now() - t0;
@@ -160,6 +173,10 @@ int main(int argc, char **argv)
            cname, infer ? "infer" : "train", dense ? "dense" : pad_to_max ? "max" : "dynamic", threads,
            batch, steps,
            (double)steps * batch / dt, tokens / dt, 1000.0 * dt / steps, ru.ru_maxrss / 1024.0);
+    if (getenv("AGN_BENCH_PHASES") && !infer)
+        printf("phases_ms_per_step zero=%.2f forward=%.2f backward=%.2f adamw=%.2f\n",
+               1000 * phase[0] / steps, 1000 * phase[1] / steps, 1000 * phase[2] / steps,
+               1000 * phase[3] / steps);
     free(ids); free(labels); free(exi); free(perm); free(am); free(av);
     agn_model_free(&m);
     agn_dataset_free(&ds);
