@@ -2,9 +2,13 @@
  * classifier on the CPU, in fp32, side by side.  The conventions (argument
  * order, packed rows, accumulation into gradients, determinism) are in
  * layers_cpu.h.  Matrix products go through CBLAS sgemm when configure found
- * one (called outside parallel regions, so OpenBLAS uses its own OpenMP
- * threads); everything else is OpenMP loops over rows, heads or channel
- * blocks whose outputs are disjoint, so no result depends on thread timing. */
+ * one, each thread calling it on its own rows or output channels inside one
+ * parallel region (OpenBLAS then runs single-threaded; see SPLIT_MIN_MACS);
+ * everything else is OpenMP loops over rows, heads or channel blocks whose
+ * outputs are disjoint, so no result depends on thread timing.  Every layer
+ * may also be called from inside a parallel region on a share of the rows
+ * (model.c's forward does): its own loops are then nested and run on the
+ * calling thread alone. */
 #include "config.h"
 #include "layers_cpu.h"
 
