@@ -63,7 +63,9 @@ echo "== data"
 printf 'train examples  %s\n' "$(wc -l < train.tok)"
 printf 'test examples   %s\n' "$(wc -l < test.tok)"
 printf 'train tokens    %s\n' "$(cut -f2 train.tok | wc -w)"
-printf 'vocabulary      %s (of %s distinct tokens)\n' "$(grep -vc '^#' vocab.txt)" \
+# header lines start with '#', but so may a token ('#' itself): count after the header
+printf 'vocabulary      %s (with <pad> and <unk>; %s distinct tokens in train)\n' \
+    "$(awk '!h && /^#/ { next } { h = 1; n++ } END { print n }' vocab.txt)" \
     "$(cut -f2 train.tok | tr ' ' '\n' | sort -u | wc -l)"
 agn-shard --info shards/train-*.agns
 
