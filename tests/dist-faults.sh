@@ -18,22 +18,8 @@
 
 marker=agn-dist-faults-$$
 T="$TRAIN -b 7 -e 2 --dropout 0.2 --eval-every 10 --val $VAL"
-ls /dev/shm >shm.before 2>/dev/null || true
+watch_leftovers "$marker"
 
-leftovers() {
-    pat=$(echo "$marker" | sed 's/faults/fault[s]/')
-    grep -l -a -- "$pat" /proc/[0-9]*/cmdline 2>/dev/null || true
-}
-no_leftovers() {
-    i=0
-    while [ -n "$(leftovers)" ]; do
-        i=$((i + 1)); [ "$i" -le 40 ] || { leftovers >&2; fail "$1: processes left behind"; }
-        sleep 0.05
-    done
-    ls /dev/shm >shm.after 2>/dev/null || true
-    new=$(comm -13 shm.before shm.after | grep -i agn || true)
-    [ -z "$new" ] || fail "$1: left in /dev/shm: $new"
-}
 # run NAME 'VAR=X ...' ARGS...: agn-train in run dir NAME-$marker with the
 # fault variables; sets $st and $ms
 run() {

@@ -10,7 +10,7 @@
 
 tc=$top_builddir/tests/t-comm
 marker=agn-dist-launch-$$
-ls /dev/shm >shm.before 2>/dev/null || true
+watch_leftovers "$marker"
 
 # wait_file FILE: up to 10 s
 wait_file() {
@@ -20,23 +20,6 @@ wait_file() {
         kill -0 "$job" 2>/dev/null || { cat err >&2; fail "the job ended before writing $1"; }
         sleep 0.05
     done
-}
-# leftovers: processes whose command line holds the marker (pgrep -f
-# without procps; the bracket keeps grep from matching its own arguments)
-leftovers() {
-    pat=$(echo "$marker" | sed 's/launch/launc[h]/')
-    grep -l -a -- "$pat" /proc/[0-9]*/cmdline 2>/dev/null || true
-}
-# no_leftovers WHAT: none left within 2 s, no new /dev/shm entry
-no_leftovers() {
-    i=0
-    while [ -n "$(leftovers)" ]; do
-        i=$((i + 1)); [ "$i" -le 40 ] || { leftovers >&2; fail "$1: processes left behind"; }
-        sleep 0.05
-    done
-    ls /dev/shm >shm.after 2>/dev/null || true
-    new=$(comm -13 shm.before shm.after | grep -i agn || true)
-    [ -z "$new" ] || fail "$1: left in /dev/shm: $new"
 }
 # start ARGS...: t-comm --serve in the background, pid in $job
 start() {

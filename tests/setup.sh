@@ -51,3 +51,28 @@ expect_fail() {
 assert_eq() {
     [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
 }
+
+# Processes that must not outlive a job.  watch_leftovers MARKER: remember
+# /dev/shm, and take MARKER (a string in the command line of every process
+# the test starts) for: leftovers, which lists those processes still alive
+# (pgrep -f without procps; the bracket keeps grep from matching its own
+# arguments), and no_leftovers WHAT, which fails unless none is left within
+# 2 s and /dev/shm gained no agn entry.
+watch_leftovers() {
+    leftover_marker=$1
+    ls /dev/shm >"$tmp/.shm.before" 2>/dev/null || true
+}
+leftovers() {
+    pat=$(printf '%s' "$leftover_marker" | sed 's/\(.\)$/[\1]/')
+    grep -l -a -- "$pat" /proc/[0-9]*/cmdline 2>/dev/null || true
+}
+no_leftovers() {
+    i=0
+    while [ -n "$(leftovers)" ]; do
+        i=$((i + 1)); [ "$i" -le 40 ] || { leftovers >&2; fail "$1: processes left behind"; }
+        sleep 0.05
+    done
+    ls /dev/shm >"$tmp/.shm.after" 2>/dev/null || true
+    new=$(comm -13 "$tmp/.shm.before" "$tmp/.shm.after" | grep -i agn || true)
+    [ -z "$new" ] || fail "$1: left in /dev/shm: $new"
+}
