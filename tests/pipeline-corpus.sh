@@ -36,21 +36,8 @@ ok "vocabulary of $V entries"
 agn-shard -q -v vocab.txt -L 128 -o shards/test test.tok
 agn-shard -q -z -v vocab.txt -L 128 -o shards/train train.tok
 
-cat > expect.awk <<'A'
-FNR == NR { if (!body && /^#/) next; body = 1; split($0, f, "\t"); inv[f[1]] = 1; next }
-{
-    tab = index($0, "\t"); lab = substr($0, 1, tab - 1); k = split(substr($0, tab + 1), t, " ")
-    out = ""; m = 0
-    for (i = 1; i <= k && m < L; i++) {
-        w = (t[i] in inv && t[i] != "<pad>") ? t[i] : "<unk>"
-        out = out (m ? " " : "") w; m++
-    }
-    if (m == 0) { out = "<unk>"; m = 1 }
-    print lab "\t" out
-}
-A
 for split in test train; do
-    awk -v L=128 -f expect.awk vocab.txt $split.tok > $split.want
+    awk -v L=128 -f "$top_srcdir/tests/expect-dump.awk" vocab.txt $split.tok > $split.want
     agn-shard --dump -v vocab.txt shards/$split-*.agns > $split.got
     cmp -s $split.got $split.want || { diff $split.got $split.want | head >&2; fail "$split: dump round trip"; }
 done

@@ -23,21 +23,7 @@ V
 printf '0\tthe cat sat on the mat .\n1\tthe dog sat\n-\t\n3\tthe the the the the the the the the the cat\n2\tzebra\n0\t<pad> on\n3\tmat #\n' > s.txt
 L=5
 
-# expect.awk: the stream as a shard gives it back
-cat > expect.awk <<'A'
-FNR == NR { if (!body && /^#/) next; body = 1; split($0, f, "\t"); inv[f[1]] = 1; next }
-{
-    tab = index($0, "\t"); lab = substr($0, 1, tab - 1); k = split(substr($0, tab + 1), t, " ")
-    out = ""; m = 0
-    for (i = 1; i <= k && m < L; i++) {
-        w = (t[i] in inv && t[i] != "<pad>") ? t[i] : "<unk>"
-        out = out (m ? " " : "") w; m++
-    }
-    if (m == 0) { out = "<unk>"; m = 1 }
-    print lab "\t" out
-}
-A
-awk -v L=$L -f expect.awk vocab.txt s.txt > want.txt
+awk -v L=$L -f "$top_srcdir/tests/expect-dump.awk" vocab.txt s.txt > want.txt
 
 agn-shard -q -v vocab.txt -L $L -o out/s s.txt
 [ -f out/s-00000.agns ] && [ ! -e out/s-00001.agns ] || fail "expected exactly one shard"
@@ -132,7 +118,7 @@ ok "several inputs"
 # a vocabulary above 65536 entries: u32 ids
 awk 'BEGIN { print "<pad>\t0"; print "<unk>\t0"; for (i = 0; i < 70000; i++) print "w" i "\t1" }' > big.txt
 printf '1\tw0 w69999 w65534 nope w65535\n-\tw12345\n' > bs.txt
-awk -v L=8 -f expect.awk big.txt bs.txt > bwant.txt
+awk -v L=8 -f "$top_srcdir/tests/expect-dump.awk" big.txt bs.txt > bwant.txt
 agn-shard -q -v big.txt -L 8 -o out/b bs.txt
 agn-shard --info out/b-00000.agns | grep -q "^  token ids        u32$" || fail "u32 ids"
 agn-shard --dump -v big.txt out/b-00000.agns | cmp -s - bwant.txt || fail "u32 round trip"
