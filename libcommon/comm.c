@@ -70,6 +70,13 @@ int agn_comm_broadcast(agn_comm *c, void *buf, size_t count, agn_dtype t, int ro
     return c->ops->broadcast(c, buf, count, t, root);
 }
 
+int agn_comm_shared(agn_comm *c, size_t bytes, void **ptr)
+{
+    *ptr = NULL;
+    if (c->world <= 1 || !c->ops->shared) return 0;
+    return c->ops->shared(c, bytes, ptr);
+}
+
 int agn_comm_barrier(agn_comm *c)
 {
     if (c->world == 1) return 0;

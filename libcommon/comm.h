@@ -48,6 +48,8 @@ typedef struct {
     int (*barrier)(agn_comm *c);
     void (*abort)(agn_comm *c, const char *why);
     void (*destroy)(agn_comm *c);
+    /* may be NULL: the transport shares no memory between ranks */
+    int (*shared)(agn_comm *c, size_t bytes, void **ptr);
 } agn_comm_ops;
 
 struct agn_comm {
@@ -82,6 +84,16 @@ int agn_comm_allgather_start(agn_comm *c, void *buf, size_t count, agn_dtype t,
                              agn_comm_req **req);
 int agn_comm_broadcast(agn_comm *c, void *buf, size_t count, agn_dtype t, int root);
 int agn_comm_barrier(agn_comm *c);
+/* Memory that every rank of the job maps, where the transport has it (local:
+ * ranks forked on one host): *PTR is BYTES of it, zero-filled and
+ * page-aligned, the same memory in every rank.  Elsewhere (one rank, mpi,
+ * nccl) *PTR is NULL and the call succeeds: the caller keeps private copies
+ * and moves data with the collectives.  Collective: every rank asks once,
+ * for the same size; the memory lives until agn_comm_free.  What a rank
+ * writes before a collective (a barrier) the others see after it.  With it
+ * the sharded optimizer (zero.h) updates the one copy of the parameters in
+ * place, each rank its shard, where it would all-gather private copies. */
+int agn_comm_shared(agn_comm *c, size_t bytes, void **ptr);
 /* Tells every rank to stop (the others' next call fails with WHY). */
 void agn_comm_abort(agn_comm *c, const char *why);
 void agn_comm_free(agn_comm *c);
@@ -97,7 +109,8 @@ size_t agn_dtype_size(agn_dtype t);
  * forks them: an anonymous shared mapping, inherited by every child, so it
  * has no name in /dev/shm to leak and vanishes with the last process that
  * maps it.  SLOT_BYTES (0: 4 MiB) is the staging size per rank; longer
- * buffers are reduced in pieces of that size. */
+ * buffers are reduced in pieces of that size.  It also holds an anonymous
+ * memory file (memfd), sized after the fork by agn_comm_shared(). */
 typedef struct agn_local_seg agn_local_seg;
 agn_local_seg *agn_local_seg_create(int world, size_t slot_bytes);
 /* In forked child RANK: a communicator over SEG (taken over on success:

@@ -6,7 +6,12 @@
  * Segment: a control page (a barrier, the abort flag and its message, a
  * per-rank count of barrier arrivals for diagnostics), then W input slots,
  * one per rank, and two output slots used alternately.  A buffer longer than
- * a slot is processed in pieces of one slot.
+ * a slot is processed in pieces of one slot.  Beside it, an anonymous memory
+ * file (memfd_create), also made before the fork: the memory of
+ * agn_comm_shared(), whose size is known only once the ranks have read
+ * their data, so each rank sizes the file (the same size: ftruncate is then
+ * idempotent) and maps it.  It has no name either and goes with the last
+ * process.
  *
  * Reduce-scatter and all-gather (for the sharded optimizer, zero.h) are
  * described with their code below.
@@ -31,6 +36,7 @@
  * out or fails aborts the segment, so the others fail at their next wait with
  * the first cause instead of waiting out their own timeout.  The launcher
  * (launch.c) aborts the segment when a rank dies. */
+#define _GNU_SOURCE /* memfd_create */
 #include "config.h"
 #include "comm.h"
 #include "comm_impl.h"
@@ -75,6 +81,7 @@ struct agn_local_seg {
     int world;
     size_t slot; /* bytes, multiple of 64 */
     size_t ctl_bytes;
+    int memfd;   /* agn_comm_shared(); -1 where memfd_create is missing */
 };
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -101,6 +108,9 @@ agn_local_seg *agn_local_seg_create(int world, size_t slot_bytes)
     s->ctl_bytes = ctl_bytes;
     s->ctl->world = (uint32_t)world;
     s->ctl->slot_bytes = slot;
+    /* without it (a kernel before 3.17, a seccomp filter) ranks keep private
+     * copies: slower, not wrong */
+    s->memfd = memfd_create("agn-shared", MFD_CLOEXEC);
     return s;
 }
 
@@ -108,6 +118,7 @@ void agn_local_seg_free(agn_local_seg *s)
 {
     if (!s) return;
     munmap(s->base, s->bytes);
+    if (s->memfd >= 0) close(s->memfd);
     free(s);
 }
 
@@ -150,6 +161,8 @@ typedef struct {
     agn_local_seg *seg;
     unsigned parity;   /* output slot of the next piece, same on every rank */
     uint64_t nbarrier; /* barriers this rank entered */
+    void *shared;      /* agn_comm_shared() */
+    size_t shared_bytes;
 } local_state;
 
 static int aborted_err(agn_local_seg *s, const char *what)
@@ -367,6 +380,23 @@ static int local_exec(agn_comm *c, struct agn_comm_req *r)
     return agn_seterr("local transport: unknown operation %d", r->op);
 }
 
+static int local_shared(agn_comm *c, size_t bytes, void **ptr)
+{
+    local_state *ls = c->impl;
+    int fd = ls->seg->memfd;
+    if (ls->shared) return agn_seterr("local transport: shared memory asked for twice");
+    if (fd < 0 || bytes == 0) return 0;
+    /* every rank sets the same size, before or after the others: the file
+     * is zero-filled once and never shrinks under a rank that mapped it */
+    if (ftruncate(fd, (off_t)bytes) != 0)
+        return agn_seterr_errno("local transport: cannot size %zu bytes of shared memory", bytes);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return agn_seterr_errno("local transport: cannot map %zu bytes of shared memory", bytes);
+    ls->shared = *ptr = p;
+    ls->shared_bytes = bytes;
+    return 0;
+}
+
 static void local_abort(agn_comm *c, const char *why)
 {
     local_state *ls = c->impl;
@@ -381,6 +411,7 @@ static void local_destroy(agn_comm *c)
     local_state *ls = c->impl;
     if (!ls) return;
     agn_engine_stop(&ls->engine);
+    if (ls->shared) munmap(ls->shared, ls->shared_bytes);
     agn_local_seg_free(ls->seg);
     free(ls);
     c->impl = NULL;
@@ -396,6 +427,7 @@ static const agn_comm_ops local_ops = {
     .barrier = agn_engine_barrier,
     .abort = local_abort,
     .destroy = local_destroy,
+    .shared = local_shared,
 };
 
 agn_comm *agn_comm_local_create(agn_local_seg *seg, int rank, double timeout_s)

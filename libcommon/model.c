@@ -242,6 +242,13 @@ int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch)
     return 0;
 }
 
+void agn_model_use_params(agn_model *m, float *buf)
+{
+    if (!m->params_external) free(m->params);
+    m->params = buf;
+    m->params_external = 1;
+}
+
 void agn_model_free(agn_model *m)
 {
     agn_model_acts *a = m->acts;
@@ -259,7 +266,7 @@ void agn_model_free(agn_model *m)
         free(a);
     }
     free(m->tensors);
-    free(m->params);
+    if (!m->params_external) free(m->params);
     free(m->grads);
     free(m->logits);
     memset(m, 0, sizeof *m);

@@ -76,6 +76,7 @@ typedef struct {
      * queries, never keys, never pooled): same loss and gradients, for
      * measuring the implementation apart from the gain of skipping pads. */
     int dense;
+    int params_external; /* params belong to the caller (agn_model_use_params) */
 } agn_model;
 
 /* Checks a config (heads divide D, sizes positive, ...); -1 with a message. */
@@ -84,6 +85,11 @@ int agn_model_config_check(const agn_model_config *cfg);
  * of max_len; parameters zero until agn_model_init_weights(). */
 int agn_model_create(agn_model *m, const agn_model_config *cfg, int max_batch);
 void agn_model_free(agn_model *m);
+/* Makes BUF (n_params floats, 64-byte aligned, owned by the caller and
+ * outliving the model) the parameters instead of the model's own buffer,
+ * whose contents are dropped: data-parallel ranks on one host share one copy
+ * (comm.h, agn_comm_shared). */
+void agn_model_use_params(agn_model *m, float *buf);
 /* DESIGN.md init: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
  * biases 0, LayerNorm gains 1; a pure function of SEED. */
 void agn_model_init_weights(agn_model *m, uint64_t seed);

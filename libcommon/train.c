@@ -64,6 +64,45 @@ void agn_train_slice(long B, int r, int W, long *start, long *count)
     *start = (long)r * base + (r < rem ? r : rem);
 }
 
+uint64_t agn_train_cost(uint64_t len, long D, long F)
+{
+    return len * ((uint64_t)(4 * D + 2 * F) + 2 * len);
+}
+
+void agn_train_slice_cost(const uint64_t *cost, long B, int r, int W, long *start, long *count)
+{
+    /* integer costs: every rank adds the same integers, exactly */
+    uint64_t total = 0;
+    for (long j = 0; j < B; j++) total += cost[j];
+    if (total == 0 || W <= 1) {
+        agn_train_slice(B, r, W, start, count);
+        return;
+    }
+    /* cut k (k = 1..W-1) is the boundary whose prefix sum is nearest k/W of
+     * the total (the earlier on a tie), never before cut k-1; rank r runs
+     * from cut r to cut r+1 */
+    long cut = 0, prev = 0, lo = 0, hi = B;
+    uint64_t prefix = 0;
+    for (int k = 1; k <= r + 1 && k < W; k++) {
+        /* target k * total / W, compared exactly: W * prefix against k * total */
+        unsigned __int128 goal = (unsigned __int128)total * (unsigned)k;
+        if ((unsigned __int128)prefix * (unsigned)W < goal) { /* else cut k-1 is already past it */
+            while (cut < B && (unsigned __int128)(prefix + cost[cut]) * (unsigned)W < goal) prefix += cost[cut++];
+            if (cut < B) { /* prefix * W < goal <= (prefix + cost) * W: the nearer side */
+                unsigned __int128 below = goal - (unsigned __int128)prefix * (unsigned)W;
+                unsigned __int128 above = (unsigned __int128)(prefix + cost[cut]) * (unsigned)W - goal;
+                if (above < below) prefix += cost[cut++];
+            }
+            while (cut > prev && cost[cut - 1] == 0) cut--; /* as near, and earlier */
+        }
+        prev = cut;
+        if (k == r) lo = cut;
+        if (k == r + 1) hi = cut;
+    }
+    *start = lo;
+    *count = hi - lo;
+}
+
 int agn_cpu_count(void)
 {
     cpu_set_t set;
@@ -554,13 +593,22 @@ static int setup_model(trainer *t)
     agn_model_config mc = agn_config_model(t->cfg);
     if (agn_model_config_check(&mc) != 0) return agn_adderr("%s", t->cfg->path);
     long B = t->cfg->global_batch;
-    int rows = (int)((B + t->world - 1) / t->world);
+    /* slices are cut by cost, not count (agn_train_slice_cost): a rank may
+     * take up to the whole batch (the activations are reserved, not
+     * touched, beyond what a step uses) */
+    int rows = (int)(t->o->pad_to_max ? (B + t->world - 1) / t->world : B);
     if (agn_model_create(&t->m, &mc, rows) != 0) return -1;
     /* --pad-to-max: compute every padded position as a padded implementation
      * does (same loss and gradients up to rounding), so the gain of skipping
      * pads can be measured apart from the rest */
     t->m.dense = t->o->pad_to_max;
-    agn_model_init_weights(&t->m, t->cfg->seed);
+    /* ranks on one host share one copy of the parameters (zero.h): rank 0
+     * initialises it, the barrier publishes it */
+    void *shared = NULL;
+    if (agn_comm_shared(t->comm, t->m.n_params * sizeof(float), &shared) != 0) return -1;
+    if (shared) agn_model_use_params(&t->m, shared);
+    if (!shared || t->rank == 0) agn_model_init_weights(&t->m, t->cfg->seed);
+    if (shared && agn_comm_barrier(t->comm) != 0) return -1;
     t->adam_m = agn_xalloc_aligned(t->m.n_params * sizeof(float));
     t->adam_v = agn_xalloc_aligned(t->m.n_params * sizeof(float));
     batch_alloc(&t->bb, rows, (int)t->cfg->max_len);
@@ -569,6 +617,7 @@ static int setup_model(trainer *t)
     if (t->world > 1) {
         t->bk.zero = &t->zero;
         agn_zero_plan(&t->zero, &t->m, t->comm, t->bk.n, t->bk.start, t->bk.end);
+        t->zero.shared_params = t->m.params_external;
     }
     t->m.on_grad_ready_ctx = &t->bk;
 
@@ -592,7 +641,7 @@ static int setup_model(trainer *t)
 }
 
 /* Continues from a checkpoint: rank 0 reads it, every rank receives the
- * weights, the moments and the position. */
+ * weights (or shares them), the moments and the position. */
 static int setup_resume(trainer *t)
 {
     const char *path = t->o->resume;
@@ -644,7 +693,9 @@ static int setup_resume(trainer *t)
     if (rc != 0) return -1;
     if (all < t->world) return agn_seterr("rank 0 could not read %s", path);
     if (agn_comm_broadcast(t->comm, &pos, sizeof pos, AGN_U8, 0) != 0) return -1;
-    if (agn_comm_broadcast(t->comm, t->m.params, t->m.n_params, AGN_F32, 0) != 0) return -1;
+    /* shared parameters: rank 0 restored the one copy, before the all-reduce above */
+    if (!t->m.params_external && agn_comm_broadcast(t->comm, t->m.params, t->m.n_params, AGN_F32, 0) != 0)
+        return -1;
     if (agn_comm_broadcast(t->comm, t->adam_m, t->m.n_params, AGN_F32, 0) != 0) return -1;
     if (agn_comm_broadcast(t->comm, t->adam_v, t->m.n_params, AGN_F32, 0) != 0) return -1;
     t->pos.epoch = pos.epoch;
@@ -850,6 +901,7 @@ static int train_loop(trainer *t)
     const uint64_t E = t->epoch_examples;
     t->perm = agn_xcalloc((size_t)t->train.n, sizeof *t->perm);
     uint64_t *gidx = agn_xcalloc((size_t)B, sizeof *gidx);
+    uint64_t *gcost = agn_xcalloc((size_t)B, sizeof *gcost);
     double run_start = agn_now(), run_samples = 0;
     int status = 0;
     char lg[1024];
@@ -878,12 +930,17 @@ static int train_loop(trainer *t)
             /* ---- data: this rank's slice of global batch perm[cursor .. cursor+Bk) */
             long Bk = (long)(E - t->pos.cursor < (uint64_t)B ? E - t->pos.cursor : (uint64_t)B);
             long start, count;
-            agn_train_slice(Bk, t->rank, t->world, &start, &count);
             double tokens = 0;
             for (long j = 0; j < Bk; j++) {
                 gidx[j] = t->perm[t->pos.cursor + (uint64_t)j];
-                tokens += (double)ex_len(&t->train, gidx[j], T);
+                uint64_t len = ex_len(&t->train, gidx[j], T);
+                tokens += (double)len;
+                gcost[j] = agn_train_cost(len, t->cfg->d_model, t->cfg->d_ff);
             }
+            /* slices of even cost: the step waits for the slowest rank
+             * (padded to T, every example costs the same) */
+            if (o->pad_to_max) agn_train_slice(Bk, t->rank, t->world, &start, &count);
+            else agn_train_slice_cost(gcost, Bk, t->rank, t->world, &start, &count);
             test_trace_batch(t, gidx + start, count);
             batch_fill(&t->bb, &t->train, gidx + start, (int)count, T, o->pad_to_max);
             if (t->world > 1 && agn_zero_begin_step(&t->zero, t->bb.b.ids, (size_t)t->bb.b.B * (size_t)t->bb.b.T) != 0) {
@@ -1035,6 +1092,7 @@ static int train_loop(trainer *t)
         }
     }
     free(gidx);
+    free(gcost);
     return status;
 }
 

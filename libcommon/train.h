@@ -64,6 +64,17 @@ void agn_train_permutation(uint64_t *perm, uint64_t n, uint64_t seed, uint32_t e
 /* The slice [*start, *start + *count) of a batch of B examples that rank R of
  * W takes. */
 void agn_train_slice(long B, int r, int W, long *start, long *count);
+/* The same for examples of costs COST[0..B) (agn_train_cost): contiguous
+ * slices in rank order, cut where the running cost is nearest to k/W of the
+ * total (k = 1..W-1; the earlier boundary on a tie), so that the ranks get
+ * even work rather than even counts.  Falls back to agn_train_slice when
+ * every cost is 0.  Every rank computes the same cuts: the sums are exact. */
+void agn_train_slice_cost(const uint64_t *cost, long B, int r, int W, long *start, long *count);
+/* The relative cost of training on an example of LEN tokens in a model of
+ * width D and feed-forward width F: the multiply-adds per layer,
+ * LEN * (4D + 2F) * D for the projections and 2 * LEN^2 * D for attention,
+ * divided by D. */
+uint64_t agn_train_cost(uint64_t len, long D, long F);
 /* SplitMix64 finaliser, the hash behind the permutation. */
 uint64_t agn_splitmix64(uint64_t x);
 

@@ -243,10 +243,16 @@ int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_opt
             view.n_tensors = r->count;
             view.n_params = 0; /* no norm: clipping is done */
             agn_adamw_step(&view, adam_m, adam_v, &noclip, step, lr);
-            rc = agn_comm_allgather_start(z->comm, m->params + r->start, r->end - r->start, AGN_F32,
-                                          &r->req);
+            if (!z->shared_params)
+                rc = agn_comm_allgather_start(z->comm, m->params + r->start, r->end - r->start, AGN_F32,
+                                              &r->req);
         }
     if (wait_all(z, waited) != 0) rc = -1;
+    if (rc == 0 && z->shared_params) { /* every shard is updated: publish */
+        double tb = agn_now();
+        rc = agn_comm_barrier(z->comm);
+        if (waited) *waited += agn_now() - tb;
+    }
     return rc;
 }
 

@@ -18,7 +18,15 @@
  * a view of the shard); only the global gradient norm is summed in another
  * order (per shard, then across ranks in rank order), which moves the
  * clipping factor by a rounding error.  The Adam moments outside a rank's
- * shard are stale until agn_zero_gather() (before a checkpoint). */
+ * shard are stale until agn_zero_gather() (before a checkpoint).
+ *
+ * Shared parameters: where the ranks map one copy of the parameters
+ * (agn_comm_shared: ranks forked on one host), each rank updates its shard
+ * of that copy in place and a barrier replaces the all-gather; nothing is
+ * copied.  The step is safe because the norm's all-reduce, before any
+ * update, is reached by a rank only after its backward (the last reader of
+ * this step's parameters), and the barrier after the updates comes before
+ * any rank's next forward. */
 #ifndef AGN_ZERO_H
 #define AGN_ZERO_H
 
@@ -50,6 +58,7 @@ typedef struct {
     size_t n_rows;
     float *packed;          /* [n_rows * dim] their gradients */
     agn_comm_req *emb_req;
+    int shared_params;      /* m->params is agn_comm_shared() memory: no all-gather */
 } agn_zero;
 
 /* Plans the shards of the trainer's N buckets [start[i], end[i]) of M's
@@ -66,7 +75,8 @@ void agn_zero_clear_grads(agn_zero *z);
 /* From the backward callback: starts the reduction of trainer bucket B. */
 int agn_zero_reduce_start(agn_zero *z, int b);
 /* After backward: waits for the reductions, then global-norm clipping and
- * AdamW on this rank's shards, then the all-gather of the parameters.
+ * AdamW on this rank's shards, then the all-gather of the parameters (a
+ * barrier with shared_params).
  * *NORM gets the pre-clip norm; the time blocked on collectives is added to
  * *WAITED.  -1 with a message if a collective failed. */
 int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,

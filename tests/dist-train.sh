@@ -39,10 +39,34 @@ for w in 2 3 4; do
     assert_eq "$n" "$((58 * w))" "trace lines with $w ranks"
     union "trace$w" >"union$w"
     cmp -s union1 "union$w" || { diff union1 "union$w" | head >&2; fail "-n $w: the ranks' examples differ from the 1-rank batches"; }
-    # each rank its contiguous slice: sizes differ by at most one
-    awk -v w="$w" '{ n[$2] = n[$2] " " NF - 3 } END { for (s in n) { split(n[s], a, " "); lo = 1e9; hi = 0;
-        for (i in a) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] } if (hi - lo > 1) { print s, n[s]; exit 1 } } }' "trace$w" ||
-        fail "-n $w: slices of one step differ by more than one example"
+    # each rank its contiguous slice, in rank order, cut where the ranks'
+    # costs are most even (agn-train(1), Ranks): cost of an example of n
+    # tokens in the tiny model (D 16, F 32) n * (4D + 2F + 2n); cut k is
+    # the boundary whose running cost is nearest k/W of the step's total
+    # (the earlier of two as near)
+    awk -v w="$w" -v D=16 -v F=32 '
+        FILENAME == "train.tok" { len[FNR - 1] = NF - 1; next }
+        FILENAME == "trace1" { b[$2] = $0; sub(/^[^:]*: /, "", b[$2]); next }
+        { sub(/:$/, "", $3); s[$2, $3] = ""; for (i = 4; i <= NF; i++) s[$2, $3] = s[$2, $3] " " $i }
+        END {
+            for (st in b) {
+                cat = ""; split(b[st], ex, " "); nex = length(ex); tot = 0; P[0] = 0
+                for (i = 1; i <= nex; i++) { n = len[ex[i]]; P[i] = P[i - 1] + n * (4 * D + 2 * F + 2 * n) }
+                tot = P[nex]; cut = 0
+                for (r = 0; r < w; r++) {
+                    if (r > 0) { # cut r, where rank r starts: |w * P[cut] - r * tot| is least there
+                        d = w * P[cut] - r * tot; if (d < 0) d = -d
+                        if (cut > 0) { e = w * P[cut - 1] - r * tot; if (e < 0) e = -e
+                            if (e <= d) { print "step " st ": cut " r " at " cut " should come earlier"; exit 1 } }
+                        if (cut < nex) { e = w * P[cut + 1] - r * tot; if (e < 0) e = -e
+                            if (e < d) { print "step " st ": cut " r " at " cut " should come later"; exit 1 } }
+                    }
+                    cat = cat s[st, r]
+                    cut += split(s[st, r], mine, " ")
+                }
+                if (cat != " " b[st]) { print "step " st ": ranks in order give" cat ", not " b[st]; exit 1 }
+            }
+        }' train.tok trace1 "trace$w" >slices.out || { cat slices.out >&2; fail "-n $w: slices are not contiguous, in rank order, and cut by cost"; }
 
     echo "# -n $w against 1 rank, largest relative difference per tensor:"
     if "$STDIFF" --tol 1e-5 w1/last.safetensors "w$w/last.safetensors" >diff.out; then

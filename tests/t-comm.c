@@ -220,6 +220,39 @@ static void check_barrier(agn_comm *c, _Atomic int *counter, int round)
     free(arrivals);
 }
 
+/* agn_comm_shared: one zero-filled page-aligned memory in every rank of the
+ * local transport (what one rank writes before a barrier, every rank reads
+ * after it), none elsewhere; a second request fails. */
+static void check_shared(agn_comm *c)
+{
+    int expect = c->world > 1 && strcmp(c->ops->name, "local") == 0;
+    size_t n = 3 * 1048576 + 5; /* 12 MB: more than the staging slots */
+    float *p = (float *)&n;     /* must be overwritten */
+    int rc = agn_comm_shared(c, n * sizeof *p, (void **)&p);
+    CHECK(rc == 0, "rank %d: agn_comm_shared: %s", c->rank, agn_errmsg());
+    if (rc != 0) return;
+    if (!expect) {
+        CHECK(p == NULL, "rank %d: %s transport, world %d, gave shared memory", c->rank, c->ops->name, c->world);
+        return;
+    }
+    CHECK(p && (uintptr_t)p % 4096 == 0, "rank %d: shared memory %p is not page-aligned", c->rank, (void *)p);
+    if (!p) return;
+    size_t lo, hi, bad = 0;
+    agn_comm_shard(n, c->world, c->rank, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) bad += p[i] != 0.0f;
+    CHECK(bad == 0, "rank %d: %zu elements of the shared memory are not 0", c->rank, bad);
+    for (size_t i = lo; i < hi; i++) p[i] = (float)input(c->rank, i, 77);
+    CHECK(agn_comm_barrier(c) == 0, "rank %d: barrier: %s", c->rank, agn_errmsg());
+    for (int k = 0; k < c->world; k++) {
+        agn_comm_shard(n, c->world, k, &lo, &hi);
+        for (size_t i = lo; i < hi; i++) bad += p[i] != (float)input(k, i, 77);
+    }
+    CHECK(bad == 0, "rank %d: %zu elements written by the other ranks read back wrong", c->rank, bad);
+    CHECK(agn_comm_barrier(c) == 0, "rank %d: barrier: %s", c->rank, agn_errmsg());
+    void *q = NULL;
+    CHECK(agn_comm_shared(c, 64, &q) != 0, "rank %d: shared memory given twice", c->rank);
+}
+
 static void collectives(agn_comm *c, _Atomic int *counter, int big)
 {
     static const size_t sizes[] = {1, 2, 3, 7, 17, 1001, 65537};
@@ -236,6 +269,7 @@ static void collectives(agn_comm *c, _Atomic int *counter, int big)
     if (big) check_broadcast(c, 1500007, c->world / 2);
     check_barrier(c, counter, 1);
     check_barrier(c, counter, 2);
+    check_shared(c);
 }
 
 /* ---- the local transport: forked ranks ---------------------------------------------- */
@@ -359,7 +393,7 @@ static int test_local(void)
         CHECK(st == 0, "W %d: collectives: status %d: %s", w, st, err);
         for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d: rank %d failed its checks", w, r);
         printf("ok - local W=%d: all-reduce and reduce-scatter bit-exact vs serial sum "
-               "(sizes 1..1100003), all-gather, in-flight, broadcast, barrier (%.2f s)\n", w, agn_now() - t0);
+               "(sizes 1..1100003), all-gather, in-flight, broadcast, barrier, shared memory (%.2f s)\n", w, agn_now() - t0);
     }
     for (int w = 2; w <= (small ? 2 : 3); w++) {
         int st = run_ranks(w, 20, 64, body_small_slot, err, sizeof err);

@@ -9,6 +9,7 @@
 #include "train.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,49 @@ static void test_order(void)
             CHECK(next == B, "B=%ld W=%d slices cover %ld", B, W, next);
             CHECK(mx - mn <= 1, "B=%ld W=%d sizes %ld..%ld", B, W, mn, mx);
         }
+
+    /* slices by cost: contiguous, in rank order, and cut k at the boundary
+     * whose prefix is nearest k/W of the total, the earliest of equals, found
+     * here by trying every boundary; costs from 0 (ties) to 2^50 (overflow) */
+    uint64_t cost[40], P[41], st = 12345;
+    for (int trial = 0; trial < 3000; trial++) {
+        long B = 1 + trial % 40;
+        int W = 1 + (trial / 40) % 5;
+        int kind = trial % 3;
+        for (long j = 0; j < B; j++) {
+            st = agn_splitmix64(st);
+            cost[j] = kind == 0 ? st % 4 : kind == 1 ? 1 + st % 1000 : st >> 14;
+        }
+        P[0] = 0;
+        for (long j = 0; j < B; j++) P[j + 1] = P[j] + cost[j];
+        long next = 0;
+        for (int r = 0; r < W; r++) {
+            long s, n;
+            agn_train_slice_cost(cost, B, r, W, &s, &n);
+            CHECK(s == next && n >= 0, "by cost: B=%ld W=%d r=%d starts at %ld (count %ld), not %ld", B, W, r, s, n,
+                  next);
+            if (P[B] > 0 && r > 0) {
+                long best = 0;
+                long double bd = -1;
+                for (long c = 0; c <= B; c++) {
+                    long double d = fabsl((long double)W * P[c] - (long double)r * P[B]);
+                    if (bd < 0 || d < bd) bd = d, best = c;
+                }
+                CHECK(s == best, "by cost: B=%ld W=%d cut %d at %ld, the nearest is %ld", B, W, r, s, best);
+            }
+            next = s + n;
+        }
+        CHECK(next == B, "by cost: B=%ld W=%d slices cover %ld", B, W, next);
+        if (P[B] == 0)
+            for (int r = 0; r < W; r++) { /* no cost at all: by count */
+                long s, n, s2, n2;
+                agn_train_slice_cost(cost, B, r, W, &s, &n);
+                agn_train_slice(B, r, W, &s2, &n2);
+                CHECK(s == s2 && n == n2, "all costs 0: B=%ld W=%d r=%d not by count", B, W, r);
+            }
+    }
+    /* the model's cost: projections and attention, per unit of D */
+    CHECK(agn_train_cost(40, 128, 512) == 40 * (4 * 128 + 2 * 512 + 80), "agn_train_cost(40, 128, 512)");
 }
 
 int main(void)
