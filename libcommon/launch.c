@@ -3,11 +3,13 @@
  * loop: signals of interest are blocked and collected with sigtimedwait, and
  * every rank is polled with waitpid(WNOHANG), so there is no handler race and
  * a dead rank is noticed within 50 ms. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include "config.h"
 #include "launch.h"
 #include "util.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +202,88 @@ static int launch_mpi(const agn_launch_opts *o, int mworld, agn_comm **comm)
     return AGN_LAUNCH_RANK;
 }
 
+/* ---- binding ---------------------------------------------------------------- */
+
+static int bound_cpus; /* in a bound rank: how many CPUs it was given */
+
+int agn_launch_bound(void) { return bound_cpus; }
+
+typedef struct {
+    int package, core, cpu;
+} cpu_place;
+
+/* /sys/devices/system/cpu/cpuCPU/topology/LEAF, or DFLT */
+static int topology(int cpu, const char *leaf, int dflt)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, leaf);
+    FILE *fp = fopen(path, "r");
+    int v = dflt;
+    if (fp) {
+        if (fscanf(fp, "%d", &v) != 1) v = dflt;
+        fclose(fp);
+    }
+    return v;
+}
+
+static int place_cmp(const void *a, const void *b)
+{
+    const cpu_place *x = a, *y = b;
+    if (x->package != y->package) return x->package < y->package ? -1 : 1;
+    if (x->core != y->core) return x->core < y->core ? -1 : 1;
+    return (x->cpu > y->cpu) - (x->cpu < y->cpu);
+}
+
+int agn_launch_cpus(int rank, int world, int *cpus, int cap)
+{
+    cpu_set_t set;
+    if (world < 1 || rank < 0 || rank >= world || sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    cpu_place *pl = agn_xcalloc(CPU_SETSIZE, sizeof *pl);
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set)) continue;
+        /* without sysfs every CPU is its own core */
+        pl[n].package = topology(c, "physical_package_id", 0);
+        pl[n].core = topology(c, "core_id", -1 - c);
+        pl[n].cpu = c;
+        n++;
+    }
+    qsort(pl, (size_t)n, sizeof *pl, place_cmp);
+    /* the cores, in that order: [first[i], first[i + 1]) of pl */
+    int *first = agn_xcalloc((size_t)n + 1, sizeof *first), ncores = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || pl[i].package != pl[i - 1].package || pl[i].core != pl[i - 1].core) first[ncores++] = i;
+    first[ncores] = n;
+    int lo, hi; /* positions in pl */
+    if (ncores >= world) { /* whole cores */
+        lo = first[(long)ncores * rank / world];
+        hi = first[(long)ncores * (rank + 1) / world];
+    } else if (n >= world) { /* hardware threads */
+        lo = (int)((long)n * rank / world);
+        hi = (int)((long)n * (rank + 1) / world);
+    } else {
+        lo = hi = 0; /* fewer CPUs than ranks: the scheduler shares them */
+    }
+    int k = 0;
+    for (int i = lo; i < hi && k < cap; i++) cpus[k++] = pl[i].cpu;
+    free(first);
+    free(pl);
+    return k;
+}
+
+/* In forked rank R of W: binds it to its CPUs (agn_launch_cpus); a failure
+ * leaves it unbound, which is slower, never wrong. */
+static void bind_rank(int r, int w)
+{
+    int cpus[CPU_SETSIZE];
+    int k = agn_launch_cpus(r, w, cpus, CPU_SETSIZE);
+    if (k == 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < k; i++) CPU_SET(cpus[i], &set);
+    if (sched_setaffinity(0, sizeof set, &set) == 0) bound_cpus = k;
+}
+
 int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
 {
     int mrank, mworld;
@@ -252,6 +336,8 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
             if (getppid() != parent) _exit(AGN_EXIT_ERROR);
             sigprocmask(SIG_SETMASK, &old, NULL);
             free(pids);
+            /* before the communication thread starts: it inherits the set */
+            if (o->bind) bind_rank(r, n);
             agn_comm *c = agn_comm_local_create(seg, r, o->timeout_s);
             if (!c) {
                 /* the caller, a rank, reports it and exits non-zero */

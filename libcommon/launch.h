@@ -15,7 +15,8 @@
  * the job's status is then 128 + the signal (130, 143, 129).  A second such
  * signal, or ranks still alive after the stop grace period, get SIGKILL.
  * Ranks get PR_SET_PDEATHSIG(SIGKILL): if the supervisor itself is killed,
- * no rank outlives it. */
+ * no rank outlives it.  With bind, each forked rank is bound to its own
+ * block of CPUs (agn_launch_cpus). */
 #ifndef AGN_LAUNCH_H
 #define AGN_LAUNCH_H
 
@@ -30,6 +31,7 @@ typedef struct {
     double stop_grace_s; /* stop by signal: time given to ranks to checkpoint; <= 0: 30 s */
     size_t slot_bytes; /* local transport staging size; 0: default */
     int catch_stop;    /* 1: ranks catch SIGINT/SIGTERM/SIGHUP (agn_stop_requested) */
+    int bind;          /* 1: each forked rank runs on its own CPUs (agn_launch_cpus) */
 } agn_launch_opts;
 
 enum { AGN_LAUNCH_RANK = 0, AGN_LAUNCH_DONE = 1 };
@@ -43,6 +45,19 @@ enum { AGN_LAUNCH_RANK = 0, AGN_LAUNCH_DONE = 1 };
  * before any thread exists (OpenMP, BLAS): it forks.  Standard streams are
  * flushed first so no buffered output is duplicated. */
 int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status);
+
+/* The CPUs (at most CAP, into CPUS) that forked rank RANK of WORLD is bound
+ * to: the CPUs this process may run on, ordered by package, core and number
+ * so that the hardware threads of a core are adjacent, cut into WORLD
+ * contiguous blocks of whole cores (of hardware threads when there are
+ * fewer cores than ranks); 0 when there are fewer CPUs than ranks (no
+ * binding: they must share).  Binding keeps a rank's threads off the
+ * others' cores: on a machine with one core per rank the scheduler
+ * otherwise sometimes stacks two busy ranks on one core while the other
+ * idles, and every step waits for the slower. */
+int agn_launch_cpus(int rank, int world, int *cpus, int cap);
+/* In a forked rank: the number of CPUs it is bound to, 0 if unbound. */
+int agn_launch_bound(void);
 
 /* In a rank started with catch_stop: the stop signal received (SIGINT,
  * SIGTERM, SIGHUP), or 0.  The first one only sets this flag; a second one

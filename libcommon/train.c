@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "evaluate.h"
+#include "launch.h"
 #include "model.h"
 #include "shard.h"
 #include "util.h"
@@ -460,7 +461,7 @@ static int write_config_yaml(trainer *t)
     fprintf(fp, "\n  world_size: %d\n  transport: %s\n  backend: cpu\n  device: ", t->world,
             t->comm->ops && t->comm->ops->name ? t->comm->ops->name : "none");
     agn_yaml_quote(fp, t->device);
-    fprintf(fp, "\n  threads: %d\n", t->o->threads);
+    fprintf(fp, "\n  threads: %d\n  bound_cpus: %d\n", t->o->threads, agn_launch_bound());
     yaml_list(fp, "train_data", t->o->train_paths, t->o->n_train);
     yaml_list(fp, "val_data", t->o->val_paths, t->o->n_val);
     fprintf(fp, "  train_examples: %llu\n  data_id: \"%08x\"\n", (unsigned long long)t->epoch_examples, t->data_id);
@@ -1131,10 +1132,11 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
         if (t->pos.step > 0)
             tlog(t, 1, "resuming %s at epoch %u, step %llu, example %llu of the epoch", o->resume, t->pos.epoch + 1,
                  (unsigned long long)t->pos.step, (unsigned long long)t->pos.cursor);
-        tlog(t, 1, "config %s: %zu parameters; %llu training examples%s, %ld steps per epoch of %ld; %llu validation examples; %d rank%s x %d threads",
+        tlog(t, 1, "config %s: %zu parameters; %llu training examples%s, %ld steps per epoch of %ld; %llu validation examples; %d rank%s x %d threads%s",
              t->cfg->name, t->m.n_params, (unsigned long long)t->epoch_examples,
              t->epoch_examples < t->train.n ? " (--max-examples)" : "", t->steps_per_epoch, t->cfg->global_batch,
-             (unsigned long long)(t->have_val ? t->val.n : 0), t->world, t->world > 1 ? "s" : "", o->threads);
+             (unsigned long long)(t->have_val ? t->val.n : 0), t->world, t->world > 1 ? "s" : "", o->threads,
+             agn_launch_bound() ? ", each rank on its own CPUs" : "");
         rc = train_loop(t);
         progress_clear(t);
     }

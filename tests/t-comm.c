@@ -4,7 +4,8 @@
  *                          W = 1..4 ranks, all-reduce against a serial sum in
  *                          rank order (bit for bit), sizes 1, odd, crossing
  *                          the staging slot, several requests in flight,
- *                          broadcast, barrier; then the faults: abort, a rank
+ *                          broadcast, barrier, shared memory; the binding of
+ *                          ranks to CPUs; then the faults: abort, a rank
  *                          killed, a collective timing out.
  *   t-comm --mpi           the same collectives as one rank of an MPI job
  *                          (run under mpirun by tests/mpi-comm.sh).
@@ -18,12 +19,14 @@
  * knows the exact expected sum ((x0 + x1) + x2) + ... without communication.
  * Results of the fault tests travel to the test's parent through a shared
  * page mapped before the fork. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "config.h"
 #include "comm.h"
 #include "launch.h"
 #include "util.h"
 
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -279,9 +282,12 @@ typedef struct {
     int ok[8];          /* per rank: 1 when its own checks passed */
     double elapsed[8];  /* per rank: seconds its failing call took */
     char msg[8][512];   /* per rank: the error it saw */
+    cpu_set_t mask[8];  /* per rank: its CPUs */
+    int bound[8];       /* per rank: agn_launch_bound() */
 } shared_page;
 
 static shared_page *page;
+static int bind_ranks; /* agn_launch_opts.bind of run_ranks */
 
 /* Runs BODY in W forked ranks; returns the launch status, message in ERR. */
 static int run_ranks(int world, double timeout_s, size_t slot, void (*body)(agn_comm *), char *err,
@@ -289,7 +295,7 @@ static int run_ranks(int world, double timeout_s, size_t slot, void (*body)(agn_
 {
     memset(page, 0, sizeof *page);
     agn_launch_opts o = {.ranks = world, .timeout_s = timeout_s, .slot_bytes = slot,
-                         .grace_s = 2, .catch_stop = 1};
+                         .grace_s = 2, .catch_stop = 1, .bind = bind_ranks};
     agn_comm *c;
     int status;
     int rc = agn_launch(&o, &c, &status);
@@ -322,6 +328,61 @@ static void body_small_slot(agn_comm *c)
     check_shards(c, 1, 5);
     check_shards(c, 1003, 6);
     check_inflight(c, 0);
+}
+
+static void body_affinity(agn_comm *c)
+{
+    CHECK(sched_getaffinity(0, sizeof page->mask[c->rank], &page->mask[c->rank]) == 0, "rank %d: sched_getaffinity",
+          c->rank);
+    page->bound[c->rank] = agn_launch_bound();
+}
+
+/* Binding: agn_launch_cpus gives each rank a block of the CPUs this process
+ * may use, every one of them once, and none when there are fewer CPUs than
+ * ranks; forked with bind, each rank runs on its block (all CPUs when
+ * unbound), without bind on all of them. */
+static void test_bind(void)
+{
+    cpu_set_t all;
+    CHECK(sched_getaffinity(0, sizeof all, &all) == 0, "sched_getaffinity");
+    int n = CPU_COUNT(&all), cpus[CPU_SETSIZE];
+    for (int w = 1; w <= n + 1 && w <= 64; w++) {
+        cpu_set_t seen;
+        CPU_ZERO(&seen);
+        int total = 0;
+        for (int r = 0; r < w; r++) {
+            int k = agn_launch_cpus(r, w, cpus, CPU_SETSIZE);
+            CHECK(w > n ? k == 0 : k >= 1, "W %d of %d CPUs: rank %d gets %d CPUs", w, n, r, k);
+            for (int i = 0; i < k; i++) {
+                CHECK(CPU_ISSET(cpus[i], &all) && !CPU_ISSET(cpus[i], &seen),
+                      "W %d: rank %d gets CPU %d, not allowed or given twice", w, r, cpus[i]);
+                CPU_SET(cpus[i], &seen);
+                total++;
+            }
+        }
+        CHECK(w > n || total == n, "W %d: the ranks get %d CPUs of %d", w, total, n);
+    }
+    char err[1024];
+    for (int bind = 0; bind <= 1; bind++)
+        for (int w = 2; w <= 3; w++) {
+            bind_ranks = bind;
+            int st = run_ranks(w, 20, 0, body_affinity, err, sizeof err);
+            bind_ranks = 0;
+            CHECK(st == 0, "bind %d W %d: status %d: %s", bind, w, st, err);
+            for (int r = 0; r < w; r++) {
+                int k = bind ? agn_launch_cpus(r, w, cpus, CPU_SETSIZE) : 0;
+                cpu_set_t want;
+                CPU_ZERO(&want);
+                for (int i = 0; i < k; i++) CPU_SET(cpus[i], &want);
+                if (k == 0) want = all;
+                CHECK(CPU_EQUAL(&want, &page->mask[r]), "bind %d W %d: rank %d runs on %d CPUs, not its %d", bind,
+                      w, r, CPU_COUNT(&page->mask[r]), CPU_COUNT(&want));
+                CHECK(page->bound[r] == k, "bind %d W %d: rank %d says it is bound to %d CPUs, not %d", bind, w, r,
+                      page->bound[r], k);
+            }
+        }
+    printf("ok - binding on %d CPUs: blocks of W = 1..%d ranks cover every CPU once; forked ranks run on their "
+           "block, unbound with more ranks than CPUs or without bind\n", n, n < 64 ? n + 1 : 64);
 }
 
 static void note_failure(agn_comm *c, int rc, double t0)
@@ -401,6 +462,8 @@ static int test_local(void)
         for (int r = 0; r < w; r++) CHECK(page->ok[r], "W %d (64-byte slots): rank %d failed", w, r);
         printf("ok - local W=%d: buffers split in pieces of 64 bytes a rank\n", w);
     }
+
+    test_bind();
 
     /* abort */
     int st = run_ranks(3, 20, 0, body_abort, err, sizeof err);

@@ -50,12 +50,14 @@ static void usage(void)
           "      --max-steps N        stop after N optimizer steps in all (resumable)\n"
           "      --pad-to-max         pad every batch to max_len (default: to the longest\n"
           "                           example of the batch, rounded up to a multiple of 8)\n"
-          "  -t, --threads N          threads per rank (default: all cores / ranks)\n"
+          "  -t, --threads N          threads per rank (default: its CPUs, or all / ranks)\n"
           "      --cpu                train on the CPU\n"
           "  -n, --ranks N            CPU ranks forked on this host\n"
           "  -g, --gpus N             GPU ranks (CUDA)\n"
           "      --bucket-size BYTES  gradient all-reduce bucket (default 1M)\n"
           "      --comm-timeout SEC   a collective waiting longer fails (default 300)\n"
+          "      --bind-to WHAT       core: each forked rank on its own cores (default);\n"
+          "                           none: wherever the scheduler puts it\n"
           "  -q, --quiet              no progress line or summaries on stderr\n"
           "  -h, --help               show this help and exit\n"
           "  -V, --version            show the version and exit\n",
@@ -64,7 +66,7 @@ static void usage(void)
 
 enum {
     OPT_VAL = 256, OPT_LR, OPT_WARMUP, OPT_SEED, OPT_DROPOUT, OPT_LOG_EVERY, OPT_EVAL_EVERY, OPT_MAX_EXAMPLES,
-    OPT_MAX_STEPS, OPT_PAD_TO_MAX, OPT_CPU, OPT_BUCKET, OPT_COMM_TIMEOUT, OPT_RESUME,
+    OPT_MAX_STEPS, OPT_PAD_TO_MAX, OPT_CPU, OPT_BUCKET, OPT_COMM_TIMEOUT, OPT_RESUME, OPT_BIND,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +94,7 @@ static const struct option long_opts[] = {
     {"gpus", required_argument, NULL, 'g'},
     {"bucket-size", required_argument, NULL, OPT_BUCKET},
     {"comm-timeout", required_argument, NULL, OPT_COMM_TIMEOUT},
+    {"bind-to", required_argument, NULL, OPT_BIND},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -154,6 +157,7 @@ int main(int argc, char **argv)
     char *set_bufs[256];
     int n_sets = 0, n_bufs = 0;
     long ranks = 0, gpus = 0, threads = 0;
+    int bind = 1;
     int cpu = 0;
     double comm_timeout = 300;
     long v;
@@ -233,6 +237,11 @@ int main(int argc, char **argv)
             if (agn_parse_double(optarg, 0.001, 1e7, "--comm-timeout", &comm_timeout) != 0)
                 USAGE("%s", agn_errmsg());
             break;
+        case OPT_BIND:
+            if (strcmp(optarg, "core") == 0) bind = 1;
+            else if (strcmp(optarg, "none") == 0) bind = 0;
+            else USAGE("--bind-to: '%s' is not core or none", optarg);
+            break;
         case 'q': o.quiet = 1; break;
         case 'h':
             usage();
@@ -280,7 +289,7 @@ int main(int argc, char **argv)
     /* Ranks: forked here with -n N, or this process is one rank of an MPI
      * job, or the only rank.  Before any thread exists: it forks. */
     agn_cleanup_on_signals();
-    agn_launch_opts lo = {.ranks = (int)ranks, .timeout_s = comm_timeout, .catch_stop = 1};
+    agn_launch_opts lo = {.ranks = (int)ranks, .timeout_s = comm_timeout, .catch_stop = 1, .bind = bind};
     agn_comm *comm = NULL;
     int lrc = agn_launch(&lo, &comm, &status);
     if (lrc == AGN_LAUNCH_DONE) { /* the supervisor of forked ranks */
@@ -292,7 +301,10 @@ int main(int argc, char **argv)
         status = AGN_EXIT_ERROR;
         goto out;
     }
-    if (threads == 0) threads = agn_cpu_count() / (comm->local_world > 0 ? comm->local_world : 1);
+    /* a bound rank has its own CPUs; else the ranks divide the machine's */
+    if (threads == 0)
+        threads = agn_launch_bound() ? agn_launch_bound()
+                                     : agn_cpu_count() / (comm->local_world > 0 ? comm->local_world : 1);
     if (threads < 1) threads = 1;
     if (!cpu && !o.quiet && comm->rank == 0) {
         char buf[256];
