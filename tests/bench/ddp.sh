@@ -10,7 +10,9 @@
 # 2 x throughput at 1), the exposed communication share per step (agn: time
 # blocked waiting on the all-reduce, from steps.csv; PyTorch: the extra time
 # of a DDP step over the same step under no_sync()), and agn's throughput
-# over PyTorch's at 2 ranks.
+# over PyTorch's at 2 ranks.  Both bind each rank to its own CPUs (agn-train's
+# default --bind-to core, torch_ddp.py --bind 1); AGN_ARGS="--bind-to none"
+# and TORCH_BIND=0 leave them unbound.
 # On a busy machine wall-clock efficiency says little (a rank waits for a
 # core, not for its peer), so agn's row also gives the CPU time per sample
 # (user + system of all its processes, the steps only: a run of WARMUP
@@ -22,8 +24,8 @@
 # Usage: tests/bench/ddp.sh [BUILDDIR]   (default: $top_builddir or .)
 # Environment: CONFIGS ("small large"), STEPS (small: agn timed steps, 40),
 # LARGE_STEPS (12), TORCH_STEPS (12), TORCH_LARGE_STEPS (3), WARMUP (3), REPEAT (1),
-# AGN_ARGS (extra agn-train options, e.g. --pad-to-max), AGN_DATA,
-# TORCH_PYTHON (/usr/bin/python3).
+# AGN_ARGS (extra agn-train options, e.g. --pad-to-max), TORCH_BIND (1),
+# AGN_DATA, TORCH_PYTHON (/usr/bin/python3).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${top_builddir:-.}}" && pwd)
@@ -110,10 +112,10 @@ agn() {
 # pt CONFIG W STEPS WARMUP
 pt() {
     out=$tmp/pt_$1_$2
-    if [ $have_torch = no ] || ! torch_env "$py" "$here/torch_ddp.py" --tokens "$tmp/train.tok" \
+    if [ $have_torch = no ] || [ "$3" -eq 0 ] || ! torch_env "$py" "$here/torch_ddp.py" --tokens "$tmp/train.tok" \
             --vocab "$tmp/vocab.txt" --config "$1" --world "$2" --threads 1 --steps "$3" \
-            --warmup "$4" > "$out" 2> "$out.err"; then
-        [ $have_torch = no ] || { echo "ddp.sh: PyTorch $1 world $2 failed:" >&2; tail -n 5 "$out.err" >&2; }
+            --warmup "$4" --bind "${TORCH_BIND:-1}" > "$out" 2> "$out.err"; then
+        [ $have_torch = no ] || [ "$3" -eq 0 ] || { echo "ddp.sh: PyTorch $1 world $2 failed:" >&2; tail -n 5 "$out.err" >&2; }
         : > "$out"; return 0
     fi
     sed 's/^/  /' "$out" >&2

@@ -16,7 +16,7 @@ Prints one line of key=value pairs (rank 0): samples_per_s (global, synced
 steps), ms_per_step, ms_per_step_nosync, exposed_comm_share, peak_rss_mb.
 
   torch_ddp.py --tokens FILE --vocab FILE [--config small|large]
-               [--world W] [--threads N] [--steps N] [--warmup N]
+               [--world W] [--threads N] [--steps N] [--warmup N] [--bind 0|1]
 """
 import argparse
 import os
@@ -55,6 +55,12 @@ class Net(torch.nn.Module):
 
 def rank_main(rank, a, port):
     world = a.world
+    # bound as agn's forked ranks are (agn-train --bind-to core): a block of
+    # the allowed CPUs each, when there are enough
+    cpus = sorted(os.sched_getaffinity(0))
+    if a.bind and 1 < world <= len(cpus):
+        n = len(cpus)
+        os.sched_setaffinity(0, cpus[n * rank // world: n * (rank + 1) // world])
     torch.set_num_threads(a.threads)
     if world > 1:
         dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % port,
@@ -134,6 +140,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--bind", type=int, default=1, help="1: each rank on its own CPUs")
     a = ap.parse_args()
     port = a.port or 29500 + os.getpid() % 2000
     if a.world == 1:
