@@ -1269,23 +1269,28 @@ static int plot_speedup(const agn_summary *s, const char *dir)
     gp_head(g, "speedup", "speedup over the baseline, the ideal line and the region below 1x");
     long lo, hi;
     x_range(s, &lo, &hi);
-    double ymax = 1;
+    /* log-log: the ideal S = W is a straight line, and so is a constant
+     * efficiency below it */
+    double ymax = 1, ymin = 0.5;
     for (int k = 0; k < s->n_groups; k++) {
         const agn_sum_group *gr = &s->groups[k];
         double ideal = (double)hi * 1.4 / (double)gr->base_w;
         if (ideal > ymax) ymax = ideal;
-        for (int j = 0; j < gr->n_cols; j++)
-            if (isfinite(gr->cols[j].speedup) && gr->cols[j].speedup > ymax)
-                ymax = gr->cols[j].speedup;
+        for (int j = 0; j < gr->n_cols; j++) {
+            double sp = gr->cols[j].speedup;
+            if (!isfinite(sp) || sp <= 0) continue;
+            if (sp > ymax) ymax = sp;
+            if (sp / 1.4 < ymin) ymin = sp / 1.4;
+        }
     }
     fprintf(g, "  set title \"Speedup over the baseline run\"\n"
                "  set xlabel \"ranks (world size)\"\n  set ylabel \"speedup (x)\"\n"
-               "  set logscale x 2\n  set xrange [%g:%g]\n  set yrange [0:%g]\n"
-               "  set key top left\n",
-            lo / 1.4, hi * 1.4, ymax * 1.1);
+               "  set logscale xy 2\n  set xrange [%g:%g]\n  set yrange [%g:%g]\n"
+               "  set format y \"%%gx\"\n  set key top left\n",
+            lo / 1.4, hi * 1.4, ymin, ymax * 1.1);
     gp_xtics(g, s);
-    fputs("  plot '+' using 1:(0):(1) with filledcurves fc rgb '#f4c7c3' fs solid 0.6 "
-          "noborder title 'slower than the baseline (below 1x)', \\\n", g);
+    fprintf(g, "  plot '+' using 1:(%g):(1) with filledcurves fc rgb '#f4c7c3' fs solid 0.6 "
+               "noborder title 'slower than the baseline (below 1x)', \\\n", ymin);
     /* one ideal line per distinct baseline */
     long bases[64];
     int nb = 0;
