@@ -331,6 +331,7 @@ typedef struct {
     int tty;
     double last_progress;
     long nan_step; /* AGN_TEST_NAN_STEP: make this step's loss NaN (tests) */
+    long slow_us;  /* AGN_TEST_SLOW_RANK=r AGN_TEST_SLOW_MS=m: rank r's compute takes m ms more a step */
 } trainer;
 
 static void tlog(trainer *t, int to_stderr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -405,8 +406,9 @@ static int validate(trainer *t, agn_confusion *cm)
 static const char metrics_header[] =
     "epoch,world_size,backend,transport,device,threads,config,params,global_batch,train_examples,data_id,"
     "steps,samples,tokens,epoch_time_s,compute_s,comm_s,optim_s,data_s,samples_per_s,tokens_per_s,"
-    "train_loss,val_loss,val_acc,val_f1,lr";
-static const char steps_header[] = "step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s";
+    "train_loss,val_loss,val_acc,val_f1,lr,imbalance_s";
+static const char steps_header[] =
+    "step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s,imbalance_s";
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -761,6 +763,7 @@ typedef struct {
     long steps;
     double samples, tokens, loss_sum;
     double time, compute, comm, optim, data;
+    double imbalance; /* the slowest rank's compute minus the ranks' mean, summed */
     float lr;
 } epoch_acc;
 
@@ -832,7 +835,7 @@ static void write_metrics_row(trainer *t, uint32_t epoch, const epoch_acc *a, co
             a->samples > 0 ? a->loss_sum / a->samples : NAN);
     if (have_val) fprintf(fp, "%.6f,%.6f,%.6f,", vm->loss, vm->accuracy, vm->macro_f1);
     else fprintf(fp, ",,,");
-    fprintf(fp, "%.6g\n", a->lr);
+    fprintf(fp, "%.6g,%.4f\n", a->lr, a->imbalance);
     fflush(fp);
     fsync(fileno(fp));
 }
@@ -967,6 +970,7 @@ static int train_loop(trainer *t)
                     status = -1;
                     break;
                 }
+                if (t->slow_us > 0) usleep((useconds_t)t->slow_us); /* a slower rank, for the tests */
                 agn_model_backward(&t->m, &t->bb.b);
             } else if (agn_comm_allreduce_start(t->comm, loss_sum, 2, AGN_F64, &loss_req) != 0) {
                 status = -1;
@@ -994,6 +998,11 @@ static int train_loop(trainer *t)
             }
             float lr = agn_lr_at(&t->oc, step);
             double gnorm, owaited = 0; /* owaited: the all-gather of the parameters */
+            double compute_s = (t2 - t1) + (t3 - t2 - waited), imbalance_s = 0;
+            if (t->world > 1) { /* every rank's compute time travels with the gradient norm */
+                memset(t->zero.stats, 0, t->zero.n_stats * sizeof *t->zero.stats);
+                t->zero.stats[t->rank] = compute_s;
+            }
             if (t->world == 1) {
                 gnorm = agn_adamw_step(&t->m, t->adam_m, t->adam_v, &t->oc, step, lr);
             } else if (agn_zero_adamw_step(&t->zero, t->adam_m, t->adam_v, &t->oc, step, lr, &gnorm, &owaited) != 0) {
@@ -1001,6 +1010,14 @@ static int train_loop(trainer *t)
                 break;
             }
             double t4 = agn_now();
+            if (t->world > 1) {
+                double most = 0, sum = 0;
+                for (int r = 0; r < t->world; r++) {
+                    sum += t->zero.stats[r];
+                    if (t->zero.stats[r] > most) most = t->zero.stats[r];
+                }
+                imbalance_s = most - sum / t->world;
+            }
             if (!isfinite(gnorm)) {
                 progress_clear(t);
                 status = agn_seterr("step %ld (epoch %u): the gradient norm is %s; stopping (lower the learning rate?). %s",
@@ -1010,8 +1027,7 @@ static int train_loop(trainer *t)
             t->pos.step++;
             t->pos.cursor += (uint64_t)Bk;
 
-            double data_s = t1 - t0, compute_s = (t2 - t1) + (t3 - t2 - waited), comm_s = waited + owaited,
-                   optim_s = t4 - t3 - owaited;
+            double data_s = t1 - t0, comm_s = waited + owaited, optim_s = t4 - t3 - owaited;
             acc.steps++;
             acc.samples += (double)Bk;
             acc.tokens += tokens;
@@ -1021,13 +1037,14 @@ static int train_loop(trainer *t)
             acc.compute += compute_s;
             acc.comm += comm_s;
             acc.optim += optim_s;
+            acc.imbalance += imbalance_s;
             acc.lr = lr;
             run_samples += (double)Bk;
 
             if (t->rank == 0 && (t->pos.step % (uint64_t)t->cfg->log_every == 0 || t->pos.cursor >= E)) {
-                fprintf(t->steps_csv, "%llu,%u,%llu,%.6f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
+                fprintf(t->steps_csv, "%llu,%u,%llu,%.6f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
                         (unsigned long long)t->pos.step, epoch + 1, (unsigned long long)(run_samples), loss, lr, gnorm,
-                        t4 - t0, compute_s, comm_s, optim_s, data_s);
+                        t4 - t0, compute_s, comm_s, optim_s, data_s, imbalance_s);
                 fflush(t->steps_csv);
                 tlog(t, 0, "epoch %u step %llu loss %.4f lr %.3g grad_norm %.3f", epoch + 1,
                      (unsigned long long)t->pos.step, loss, lr, gnorm);
@@ -1112,6 +1129,8 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
     snprintf(t->device, sizeof t->device, "%s", o->device ? o->device : "cpu");
     const char *ns = getenv("AGN_TEST_NAN_STEP");
     if (ns && *ns) t->nan_step = strtol(ns, NULL, 10);
+    const char *sr = getenv("AGN_TEST_SLOW_RANK"), *sm = getenv("AGN_TEST_SLOW_MS");
+    if (sr && *sr && sm && *sm && strtol(sr, NULL, 10) == t->rank) t->slow_us = 1000 * strtol(sm, NULL, 10);
     if (o->threads > 0) {
 #ifdef _OPENMP
         omp_set_num_threads(o->threads);

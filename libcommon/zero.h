@@ -59,10 +59,16 @@ typedef struct {
     float *packed;          /* [n_rows * dim] their gradients */
     agn_comm_req *emb_req;
     int shared_params;      /* m->params is agn_comm_shared() memory: no all-gather */
+    /* the caller's per-step numbers, summed over the ranks by the step's
+     * norm all-reduce (no collective of their own): [n_stats], the caller
+     * sets them before agn_zero_adamw_step and reads the sums after */
+    double *stats;
+    size_t n_stats;
+    double *norm_buf;       /* [1 + n_stats] */
 } agn_zero;
 
 /* Plans the shards of the trainer's N buckets [start[i], end[i]) of M's
- * buffers (any partition of them, in any order). */
+ * buffers (any partition of them, in any order); stats get one slot a rank. */
 void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
                    const size_t *end);
 void agn_zero_free(agn_zero *z);

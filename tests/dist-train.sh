@@ -96,6 +96,27 @@ done
 row=$(sed -n 2p w1/metrics.csv)
 assert_eq "$(echo "$row" | cut -d, -f2,4)" "1,none" "1 rank: metrics.csv world_size,transport"
 
+# imbalance_s, the slowest rank's compute minus the ranks' mean: 0 with one
+# rank, never negative; rank 1 made 30 ms slower a step (a sleep inside its
+# compute, AGN_TEST_SLOW_RANK) puts about 15 ms in it with 2 ranks, and
+# rank 0, the faster, waits about 30 ms for it (comm_s)
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; if (!c["imbalance_s"]) exit 1; next }
+    $c["imbalance_s"] != 0 { exit 1 }' w1/steps.csv || fail "1 rank: steps.csv lacks imbalance_s or it is not 0"
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } $c["imbalance_s"] < 0 { exit 1 }' w3/steps.csv ||
+    fail "-n 3: a negative imbalance_s"
+AGN_TEST_SLOW_RANK=1 AGN_TEST_SLOW_MS=30 $T -n 2 --max-steps 12 --log-every 1 -o slow "$SH" 2>err ||
+    { cat err >&2; fail "-n 2 with a slow rank failed"; }
+im=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    $1 > 2 { n++; im += $c["imbalance_s"]; cm += $c["comm_s"] } END { printf "%.4f %.4f", im / n, cm / n }' slow/steps.csv)
+set -- $im
+awk -v im="$1" -v cm="$2" 'BEGIN { exit !(im > 0.012 && im < 0.030 && cm > 1.4 * im) }' ||
+    fail "rank 1 30 ms slower: imbalance_s $1 s (expected about 0.015), rank 0's comm_s $2 s (about 0.030)"
+sum=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { s += $c["imbalance_s"] } END { print s }' slow/steps.csv)
+awk -F, -v sum="$sum" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    { v = $c["imbalance_s"]; d = v - sum; if (d < 0) d = -d; if (NR != 2 || d > 0.0002) exit 1 }' slow/metrics.csv ||
+    fail "metrics.csv imbalance_s is not the sum over the steps ($sum s): $(cat slow/metrics.csv)"
+ok "imbalance_s: 0 with one rank; rank 1 30 ms slower a step: $1 s imbalance, rank 0 waits $2 s"
+
 # without -q every rank's stderr lines name it
 agn-train -t 1 -c "$CFG" -s model.vocab_size="$V" -b 7 -e 1 --max-steps 3 -n 2 -o v2 "$SH" 2>err
 grep -q "^agn-train: rank 1: " err || { cat err >&2; fail "rank 1's stderr lines do not carry its rank"; }

@@ -609,11 +609,58 @@ static int serve(int n, int fail_rank, long fail_after)
     return code;
 }
 
+/* ---- launcher detection ------------------------------------------------------------ */
+
+/* agn_mpi_launched() reads what mpirun (Open MPI, PMIx), Hydra and srun set;
+ * these are the launchers' documented variables, set here by hand (no
+ * launcher needed): each alone, broken values, and none. */
+static void test_detect(void)
+{
+    static const char *const all[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
+                                      "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"};
+    static const struct {
+        const char *env[4]; /* NAME=VALUE pairs, NULL-terminated */
+        int launched, rank, world;
+        const char *what;
+    } cases[] = {
+        {{"OMPI_COMM_WORLD_RANK=1", "OMPI_COMM_WORLD_SIZE=2"}, 1, 1, 2, "Open MPI mpirun"},
+        {{"PMIX_RANK=3", "OMPI_COMM_WORLD_SIZE=4"}, 1, 3, 4, "Open MPI with PMIx"},
+        {{"PMI_RANK=0", "PMI_SIZE=3"}, 1, 0, 3, "MPICH Hydra"},
+        {{"SLURM_PROCID=5", "SLURM_STEP_NUM_TASKS=8"}, 1, 5, 8, "srun"},
+        {{"SLURM_PROCID=0"}, 0, 0, 0, "a Slurm batch script (no job step)"},
+        {{"PMI_RANK=2", "PMI_SIZE=2"}, 0, 0, 0, "rank not below the size"},
+        {{"OMPI_COMM_WORLD_RANK=x", "OMPI_COMM_WORLD_SIZE=2"}, 0, 0, 0, "a rank that is no number"},
+        {{NULL}, 0, 0, 0, "no launcher"},
+    };
+    for (size_t i = 0; i < AGN_ARRAY_LEN(cases); i++) {
+        for (size_t k = 0; k < AGN_ARRAY_LEN(all); k++) unsetenv(all[k]);
+        for (int k = 0; k < 4 && cases[i].env[k]; k++) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", cases[i].env[k]);
+            char *eq = strchr(buf, '=');
+            *eq = '\0';
+            setenv(buf, eq + 1, 1);
+        }
+        int r = -1, w = -1;
+        int got = agn_mpi_launched(&r, &w);
+        CHECK(got == cases[i].launched, "%s: agn_mpi_launched says %d", cases[i].what, got);
+        if (got && cases[i].launched)
+            CHECK(r == cases[i].rank && w == cases[i].world, "%s: rank %d of %d, not %d of %d", cases[i].what, r, w,
+                  cases[i].rank, cases[i].world);
+    }
+    for (size_t k = 0; k < AGN_ARRAY_LEN(all); k++) unsetenv(all[k]);
+    printf("%s - launcher detection: Open MPI, PMIx, Hydra, srun; none in a batch script, with a rank out of "
+           "range or not a number\n", failures ? "not ok" : "ok");
+}
+
 int main(int argc, char **argv)
 {
     agn_set_progname(argv[0]);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc == 1) return test_local();
+    if (argc == 1) {
+        test_detect();
+        return test_local();
+    }
     if (strcmp(argv[1], "--mpi") == 0) return test_mpi(0);
     if (strcmp(argv[1], "--mpi-timeout") == 0) return test_mpi(1);
     if (strcmp(argv[1], "--serve") == 0 && argc >= 3) {
