@@ -96,11 +96,12 @@ agn() {
         cpu=-
         [ -n "$gnutime" ] && [ "$cpu0" != - ] && cpu=$(awk -v c0="$cpu0" '{ print $1 + $2 - c0 }' "$tmp/run_${c}_$w.cpu")
         B=$(sed -n 2p "$tmp/run_${c}_$w/metrics.csv" | cut -d, -f9)
-        # steps.csv: step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s
+        # steps.csv, its columns by name (agn-train(1), FILES)
         line=$(awk -F, -v warm="$WARMUP" -v B="$B" -v c="$c" -v w="$w" -v cpu="$cpu" '
-            NR > 1 && $1 > warm { n++; t += $7; comm += $9 }
-            END { printf "impl=agn config=%s world=%d batch=%d steps=%d samples_per_s=%.2f ms_per_step=%.1f exposed_comm_share=%.4f cpu_ms_per_sample=%s\n",
-                         c, w, B, n, n * B / t, 1000 * t / n, comm / t, cpu == "-" ? "-" : sprintf("%.3f", 1000 * cpu / (n * B)) }' "$tmp/run_${c}_$w/steps.csv")
+            NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
+            $1 > warm { n++; t += $k["step_time_s"]; comm += $k["comm_s"]; imb += $k["imbalance_s"] }
+            END { printf "impl=agn config=%s world=%d batch=%d steps=%d samples_per_s=%.2f ms_per_step=%.1f exposed_comm_share=%.4f imbalance_share=%.4f cpu_ms_per_sample=%s\n",
+                         c, w, B, n, n * B / t, 1000 * t / n, comm / t, imb / t, cpu == "-" ? "-" : sprintf("%.3f", 1000 * cpu / (n * B)) }' "$tmp/run_${c}_$w/steps.csv")
         echo "  $line" >&2
         best=$(get "agn_${c}_$w" samples_per_s)
         now=$(echo "$line" | tr ' ' '\n' | sed -n 's/^samples_per_s=//p')
@@ -137,7 +138,7 @@ echo
 echo "Data-parallel training on the CPU: 1 rank x 1 thread vs 2 ranks x 1 thread, same global batch"
 echo "agn (local transport$( [ -n "$AGN_ARGS" ] && echo ", $AGN_ARGS")) vs PyTorch $(torch_env "$py" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(absent)') DDP/gloo padded to T; AG News train_sample"
 echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-7s %-8s %-6s %-12s %-11s %-13s %-18s %-11s\n' config system ranks samples/s efficiency exposed_comm cpu_ms/sample cpu_eff
+printf '%-7s %-8s %-6s %-12s %-11s %-13s %-11s %-15s %-11s\n' config system ranks samples/s efficiency exposed_comm imbalance cpu_ms/sample cpu_eff
 for c in $CONFIGS; do
     for s in agn pt; do
         name=agn; [ $s = pt ] && name=PyTorch
@@ -150,7 +151,9 @@ for c in $CONFIGS; do
             cms=$(get ${s}_${c}_$w cpu_ms_per_sample); cms1=$(get ${s}_${c}_1 cpu_ms_per_sample)
             [ -n "$cms" ] || cms=-
             ceff=$(awk -v a="$cms1" -v b="$cms" 'BEGIN { if (a == "-" || b == "-" || a == "" || b == "" || b == 0) print "-"; else printf "%.1f%%", 100 * a / b }')
-            printf '%-7s %-8s %-6s %-12s %-11s %-13s %-18s %-11s\n' "$c" "$name" "$w" "$thr" "$eff" "$pct" "$cms" "$ceff"
+            imb=$(get ${s}_${c}_$w imbalance_share)
+            imb=$(awk -v s="$imb" 'BEGIN { if (s == "-" || s == "") print "-"; else printf "%.1f%%", 100 * s }')
+            printf '%-7s %-8s %-6s %-12s %-11s %-13s %-11s %-15s %-11s\n' "$c" "$name" "$w" "$thr" "$eff" "$pct" "$imb" "$cms" "$ceff"
         done
     done
 done
@@ -161,4 +164,5 @@ for c in $CONFIGS; do
         printf "%s: agn / PyTorch throughput at 2 ranks: %s\n", c, r }'
 done
 echo "targets: agn efficiency >= 95% (large) and >= 90% (small); agn >= 3x PyTorch at 2 ranks on both"
+echo "imbalance: the part of a step the slowest rank's compute exceeds the ranks' mean (agn's imbalance_s; inside exposed_comm)"
 echo "cpu_eff: CPU time per sample at 1 rank / at 2 ranks (agn); it bounds the efficiency a quiet machine would show"
