@@ -465,13 +465,55 @@ const char *agn_fmt_double(double v, char *buf, size_t n)
     return buf;
 }
 
+/* The length of the UTF-8 sequence at P (at most N bytes) and its code
+ * point in *CP; 0 when it is not one (bad lead or continuation bytes,
+ * overlong, a surrogate, above U+10FFFF, cut short). */
+static size_t utf8_char(const unsigned char *p, size_t n, unsigned *cp)
+{
+    size_t len;
+    unsigned c = p[0], min;
+    if (c < 0x80) { *cp = c; return 1; }
+    if ((c & 0xe0) == 0xc0) { len = 2; min = 0x80; c &= 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; min = 0x800; c &= 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; min = 0x10000; c &= 0x07; }
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
+    *cp = c;
+    return len;
+}
+
+/* Characters go out as they are only where a YAML reader takes them back as
+ * they are: libyaml refuses the C0 and C1 controls, DEL, U+FEFF and the
+ * noncharacters U+FFFE and U+FFFF, and folds the line breaks NEL (U+0085),
+ * U+2028 and U+2029 inside a quoted scalar; all of those are escaped.  A
+ * byte that is not UTF-8 goes out as \xNN, which reads back as U+00NN: the
+ * output stays readable YAML, if not the same bytes. */
 void agn_yaml_quote(FILE *fp, const char *s)
 {
     fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20) fprintf(fp, "\\x%02x", *p);
-        else fputc(*p, fp);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n) {
+        unsigned cp;
+        size_t len = utf8_char(p, n, &cp);
+        if (len == 0) {
+            fprintf(fp, "\\x%02x", *p);
+            p++;
+            n--;
+            continue;
+        }
+        if (cp == '"' || cp == '\\') fprintf(fp, "\\%c", (int)cp);
+        else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) fprintf(fp, "\\x%02x", cp);
+        else if (cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+            fprintf(fp, "\\u%04x", cp);
+        else fwrite(p, 1, len, fp);
+        p += len;
+        n -= len;
     }
     fputc('"', fp);
 }

@@ -97,6 +97,24 @@ static void test_yaml(const char *dir)
     agn_config_free(&d);
     agn_config_free(&c);
 
+    /* names holding what YAML takes only escaped (DEL, C1 controls, the
+     * line breaks NEL, LS and PS, a BOM, a noncharacter) read back the same */
+    rc = load_text(&c, path,
+                   "model:\n  class_names: [\"a\\x7f\", \"\\N\\L\\P\\x80\\uFEFF\\uFFFF\\e\"]\n"
+                   "  n_classes: 2\n");
+    CHECK(rc == 0 && c.n_class_names == 2 && strcmp(c.class_names[0], "a\x7f") == 0, "escaped names: %s",
+          agn_errmsg());
+    text = agn_config_to_string(&c);
+    agn_config_defaults(&d);
+    CHECK(agn_config_parse(&d, text, strlen(text), "resolved") == 0, "resolved config unreadable: %s\n%s",
+          agn_errmsg(), text);
+    CHECK(d.n_class_names == 2 && strcmp(d.class_names[0], c.class_names[0]) == 0 &&
+              strcmp(d.class_names[1], c.class_names[1]) == 0,
+          "escaped names read back otherwise:\n%s", text);
+    free(text);
+    agn_config_free(&d);
+    agn_config_free(&c);
+
     /* errors name the file, the line and the key */
     struct { const char *text, *want; } bad[] = {
         {"model:\n  d_model: 64\n  colour: red\n", "my-run.yaml:3: model.colour: unknown key"},
