@@ -311,6 +311,19 @@ typedef struct {
     char *key, *val;
 } meta_kv;
 
+/* Names (of tensors, of metadata keys) to their positions, by hash: a
+ * header may hold millions of names, and a duplicate must be found without
+ * comparing each with all the others. */
+typedef struct {
+    const char *name; /* owned by the tensor or the metadata entry */
+    int pos;
+} name_slot;
+
+typedef struct {
+    name_slot *s;
+    size_t cap, n; /* cap: 0 or a power of two above 2n */
+} name_index;
+
 struct agn_st_file {
     char *path;
     unsigned char *image; /* the whole file */
@@ -319,8 +332,50 @@ struct agn_st_file {
     int nt, capt;
     meta_kv *meta;
     int nm, capm;
+    name_index tix, mix; /* f->t by name, f->meta by key */
     int has_meta, has_crc;
 };
+
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)(h ^ h >> 32);
+}
+
+/* The position of NAME, or -1. */
+static int index_find(const name_index *x, const char *name)
+{
+    if (x->cap == 0) return -1;
+    for (size_t i = name_hash(name) & (x->cap - 1);; i = (i + 1) & (x->cap - 1)) {
+        if (!x->s[i].name) return -1;
+        if (strcmp(x->s[i].name, name) == 0) return x->s[i].pos;
+    }
+}
+
+static void index_put(name_slot *s, size_t cap, const char *name, int pos)
+{
+    size_t i = name_hash(name) & (cap - 1);
+    while (s[i].name) i = (i + 1) & (cap - 1);
+    s[i].name = name;
+    s[i].pos = pos;
+}
+
+/* Adds NAME (not there yet; it must outlive the index) at POS. */
+static void index_add(name_index *x, const char *name, int pos)
+{
+    if (2 * (x->n + 1) > x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 64;
+        name_slot *s = agn_xcalloc(cap, sizeof *s);
+        for (size_t i = 0; i < x->cap; i++)
+            if (x->s[i].name) index_put(s, cap, x->s[i].name, x->s[i].pos);
+        free(x->s);
+        x->s = s;
+        x->cap = cap;
+    }
+    index_put(x->s, x->cap, name, pos);
+    x->n++;
+}
 
 void agn_st_close(agn_st_file *f)
 {
@@ -332,6 +387,8 @@ void agn_st_close(agn_st_file *f)
     }
     free(f->t);
     free(f->meta);
+    free(f->tix.s);
+    free(f->mix.s);
     free(f->image);
     free(f->path);
     free(f);
@@ -510,8 +567,7 @@ static int parse_metadata(lexer *lx, agn_st_file *f)
     for (;;) {
         char *k, *v;
         if (parse_string(lx, &k) != 0) return -1;
-        for (int i = 0; i < f->nm; i++)
-            if (strcmp(f->meta[i].key, k) == 0) { free(k); return jerr(lx, "duplicate metadata key"); }
+        if (index_find(&f->mix, k) >= 0) { free(k); return jerr(lx, "duplicate metadata key"); }
         if (expect(lx, ':') != 0) { free(k); return -1; }
         skip_ws(lx);
         if (lx->p < lx->end && *lx->p != '"') { free(k); return jerr(lx, "metadata value is not a string"); }
@@ -522,6 +578,7 @@ static int parse_metadata(lexer *lx, agn_st_file *f)
         }
         f->meta[f->nm].key = k;
         f->meta[f->nm].val = v;
+        index_add(&f->mix, k, f->nm);
         f->nm++;
         if (peek(lx, ',')) { lx->p++; continue; }
         return expect(lx, '}');
@@ -530,15 +587,15 @@ static int parse_metadata(lexer *lx, agn_st_file *f)
 
 static int parse_tensor(lexer *lx, agn_st_file *f, char *name)
 {
-    for (int i = 0; i < f->nt; i++)
-        if (strcmp(f->t[i].name, name) == 0) { free(name); return jerr(lx, "duplicate tensor name"); }
+    if (index_find(&f->tix, name) >= 0) { free(name); return jerr(lx, "duplicate tensor name"); }
     if (f->nt == f->capt) {
         f->capt = f->capt ? 2 * f->capt : 64;
         f->t = agn_xrealloc(f->t, (size_t)f->capt * sizeof *f->t);
     }
-    agn_st_tensor *t = &f->t[f->nt++];
+    agn_st_tensor *t = &f->t[f->nt];
     memset(t, 0, sizeof *t);
     t->name = name;
+    index_add(&f->tix, name, f->nt++);
     t->dtype = AGN_ST_NDTYPES;
     t->ndim = -1;
     /* data_offsets parked in shape's tail until checked: keep them apart */
@@ -785,9 +842,8 @@ const agn_st_tensor *agn_st_tensor_at(const agn_st_file *f, int i)
 
 const agn_st_tensor *agn_st_find(const agn_st_file *f, const char *name)
 {
-    for (int i = 0; i < f->nt; i++)
-        if (strcmp(f->t[i].name, name) == 0) return &f->t[i];
-    return NULL;
+    int i = index_find(&f->tix, name);
+    return i < 0 ? NULL : &f->t[i];
 }
 
 int agn_st_read_f32(const agn_st_file *f, const char *name, float *dst, int ndim,
@@ -813,9 +869,8 @@ int agn_st_read_f32(const agn_st_file *f, const char *name, float *dst, int ndim
 
 const char *agn_st_meta(const agn_st_file *f, const char *key)
 {
-    for (int i = 0; i < f->nm; i++)
-        if (strcmp(f->meta[i].key, key) == 0) return f->meta[i].val;
-    return NULL;
+    int i = index_find(&f->mix, key);
+    return i < 0 ? NULL : f->meta[i].val;
 }
 
 int agn_st_meta_count(const agn_st_file *f) { return f->nm; }

@@ -10,6 +10,7 @@
 #include "safetensors.h"
 #include "util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,48 @@ static void good_header(const char *json, size_t dlen)
     EXPECT(f != NULL, "refused good header %s: %s", json, agn_errmsg());
     agn_st_close(f);
     free(b);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "FAIL: a header of 400000 names took over 30 s to read\n";
+    if (write(1, m, sizeof m - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+/* A header of many names (metadata keys and empty tensors), read in time
+ * that grows with their number, not its square (each name compared with all
+ * before it took minutes), the last a duplicate or not; lookups find them. */
+static void many_names(void)
+{
+    enum { N = 200000 };
+    const char *tensor = "\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]";
+    char *j = malloc((size_t)N * 80 + 256);
+    size_t len = (size_t)sprintf(j, "{\"__metadata__\":{");
+    for (int i = 0; i < N; i++) len += (size_t)sprintf(j + len, "%s\"k%d\":\"v%d\"", i ? "," : "", i, i);
+    len += (size_t)sprintf(j + len, "}");
+    for (int i = 0; i < N; i++) len += (size_t)sprintf(j + len, ",\"t%d\":{%s}", i, tensor);
+    signal(SIGALRM, on_alarm);
+    alarm(30);
+    sprintf(j + len, "}");
+    size_t n;
+    unsigned char *b = image(j, 0, &n);
+    agn_st_file *f = agn_st_open_mem(b, n, "many.safetensors");
+    EXPECT(f != NULL, "refused a header of many names: %s", agn_errmsg());
+    if (f) {
+        const agn_st_tensor *t = agn_st_find(f, "t123456");
+        EXPECT(agn_st_count(f) == N && t == agn_st_tensor_at(f, 123456), "tensor t123456 not found");
+        const char *v = agn_st_meta(f, "k199999");
+        EXPECT(v && strcmp(v, "v199999") == 0, "metadata k199999 is %s", v ? v : "absent");
+        EXPECT(!agn_st_find(f, "t200000") && !agn_st_meta(f, "k200000"), "found names not there");
+    }
+    agn_st_close(f);
+    free(b);
+    sprintf(j + len, ",\"t%d\":{%s}}", N - 1, tensor);
+    bad_header(j, 0, "duplicate tensor name");
+    alarm(0);
+    free(j);
 }
 
 int main(void)
@@ -266,6 +309,7 @@ int main(void)
     bad_header("{\"__metadata__\":{\"data_crc\":\"xyz\"}}", 0, "not 8 hex digits");
     bad_header("{\"__metadata__\":{\"data_crc\":\"00000001\"}}", 0, "CRC error");
     bad_header("[]", 0, "does not start with '{'");
+    many_names();
 
     unlink(path);
     rmdir(dir);
