@@ -309,6 +309,43 @@ static int load_section(agn_config *c, yaml_document_t *doc, yaml_node_t *sec, c
 
 static void set_name(agn_config *c, const char *path);
 
+/* libyaml's loader takes time quadratic in the nesting of flow collections
+ * (a 200 KB line of '[' took a minute, a megabyte would take half an hour)
+ * and in the number of anchors and aliases.  A config is small and shallow:
+ * a first pass over the parser's events, which takes linear time, refuses
+ * one nested deeper or holding more anchors than any config needs before
+ * the loader sees it.  A syntax error is left for the loader to report. */
+#define YAML_MAX_DEPTH 32
+#define YAML_MAX_ANCHORS 1000
+
+static int check_shape(agn_config *c, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return agn_seterr("%s: cannot initialise the YAML parser", c->path);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int depth = 0, anchors = 0, rc = 0;
+    yaml_event_t e;
+    while (rc == 0 && yaml_parser_parse(&parser, &e)) {
+        yaml_event_type_t t = e.type;
+        int line = (int)e.start_mark.line + 1;
+        anchors += t == YAML_ALIAS_EVENT || (t == YAML_SCALAR_EVENT && e.data.scalar.anchor) ||
+                   (t == YAML_SEQUENCE_START_EVENT && e.data.sequence_start.anchor) ||
+                   (t == YAML_MAPPING_START_EVENT && e.data.mapping_start.anchor);
+        yaml_event_delete(&e);
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) depth++;
+        if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) depth--;
+        if (depth > YAML_MAX_DEPTH)
+            rc = agn_seterr("%s:%d: lists and mappings nested more than %d deep", c->path, line,
+                            YAML_MAX_DEPTH);
+        else if (anchors > YAML_MAX_ANCHORS)
+            rc = agn_seterr("%s:%d: more than %d anchors and aliases", c->path, line, YAML_MAX_ANCHORS);
+        else if (t == YAML_DOCUMENT_END_EVENT || t == YAML_STREAM_END_EVENT)
+            break; /* the loader reads the first document only */
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 static int load_doc(agn_config *c, yaml_parser_t *parser)
 {
     yaml_document_t doc;
@@ -371,23 +408,28 @@ static void set_name(agn_config *c, const char *path)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", *p)) *p = '_';
 }
 
+/* The whole file is read first: check_shape and the loader each take a pass. */
 int agn_config_load(agn_config *c, const char *path)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) return agn_seterr_errno("%s", path);
-    free(c->path);
-    c->path = agn_xstrdup(path);
-    set_name(c, path);
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(fp);
-        return agn_seterr("%s: cannot initialise the YAML parser", path);
+    size_t cap = 1 << 12, len = 0;
+    char *text = agn_xmalloc(cap);
+    for (;;) {
+        if (len == cap) text = agn_xrealloc(text, cap *= 2);
+        size_t n = fread(text + len, 1, cap - len, fp);
+        len += n;
+        if (n == 0) break;
     }
-    yaml_parser_set_input_file(&parser, fp);
-    int rc = load_doc(c, &parser);
-    yaml_parser_delete(&parser);
-    if (ferror(fp) && rc == 0) rc = agn_seterr_errno("%s", path);
+    if (ferror(fp)) {
+        agn_seterr_errno("%s", path);
+        fclose(fp);
+        free(text);
+        return -1;
+    }
     fclose(fp);
+    int rc = agn_config_parse(c, text, len, path);
+    free(text);
     return rc;
 }
 
@@ -396,6 +438,7 @@ int agn_config_parse(agn_config *c, const char *text, size_t len, const char *na
     free(c->path);
     c->path = agn_xstrdup(name);
     set_name(c, name);
+    if (check_shape(c, text, len) != 0) return -1;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) return agn_seterr("%s: cannot initialise the YAML parser", name);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);

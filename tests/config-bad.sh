@@ -56,6 +56,12 @@ write_cfg "  d_ff: [1, 2"
 run_bad '^agn-train: bad\.yaml:[0-9]+: YAML syntax error'
 printf 'model:\n  d_model: 16\nrunx:\n  a: 1\n' > bad.yaml
 run_bad '^agn-train: bad\.yaml:3: runx: unknown section'
+# nesting and anchors beyond any config's (libyaml's loader takes time
+# quadratic in both: a 200 KB line of '[' took a minute)
+awk 'BEGIN { printf "model:\n  class_names: "; for (i = 0; i < 5000; i++) printf "["; print "" }' > bad.yaml
+run_bad '^agn-train: bad\.yaml:2: lists and mappings nested more than 32 deep$'
+awk 'BEGIN { printf "run:\n  x: [&a0 x"; for (i = 1; i < 2000; i++) printf ", *a0"; print "]" }' > bad.yaml
+run_bad '^agn-train: bad\.yaml:2: more than 1000 anchors and aliases$'
 # a missing file
 expect_fail 1 '^agn-train: nothere\.yaml: No such file' agn-train -c nothere.yaml -o run "$SH"
 
