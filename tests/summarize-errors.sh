@@ -101,3 +101,11 @@ expect_fail 1 "ok1 and b64 differ in global batch \(32 vs 64\)" agn-summarize --
 [ ! -e single.md ] || fail "--single wrote a summary"
 agn-summarize --single ok1 ok2 > /dev/null || fail "--single on one group"
 ok "mixed global batches grouped apart with a note, refused under --single"
+
+# groups of one config apart: a note for each after the first, not for every
+# pair (300 parameter counts made 44850 notes; 2000 a 390 MB summary)
+mkdir many
+{ echo "$HEADER"; row 1 1 32 2 | awk -F, -v OFS=, '{ for (p = 1; p <= 300; p++) { $8 = p; print } }'; } > many/metrics.csv
+agn-summarize -o many.md many 2>err.txt || fail "300 groups of one config"
+assert_eq "$(grep -c "differ in parameter count" err.txt)" 299 "notes on 300 groups of one config"
+ok "one note for each group of a config after its first"
