@@ -21,6 +21,7 @@ typedef struct {
     long epoch;
     double samples, train_examples; /* train_examples: NAN when the column is absent */
     double epoch_time, compute, comm, optim, data;
+    double imbalance;               /* of comm, waiting for the slowest rank; NAN when absent */
     double val_acc;                 /* NAN when not recorded */
     long line;                      /* line of metrics.csv */
 } agn_sum_epoch;
@@ -37,6 +38,7 @@ typedef struct {
     /* derived */
     int n_timed, n_scaled;           /* epochs timed; of those, scaled to a full epoch */
     double epoch_time, compute, comm, optim, data; /* means over the timed epochs */
+    double imbalance;                /* NAN unless every timed epoch has it */
     double R;
     int r_kind;
     double final_acc, best_acc;      /* NAN if no validation */
@@ -48,6 +50,7 @@ typedef struct {
     int *runs;                       /* indices into agn_summary.runs */
     int n_timed;
     double epoch_time, compute, comm, optim, data; /* pooled over the runs' timed epochs */
+    double imbalance;                /* NAN unless every run has it */
     double R;
     int r_kind;
     double speedup, efficiency;

@@ -186,3 +186,36 @@ grep -q 'adding ranks pays, beyond linear: 2 ranks ran 3.33x' fast.md || { cat f
 grep -q 'Measure again on a quiet machine' fast.md || fail "superlinear verdict lacks the advice"
 grep -q 'f = 0.0000 (clamped at 0' fast.md || fail "superlinear fit not clamped at 0"
 ok "superlinear speedup flagged, fit clamped at 0"
+
+# imbalance_s (newer metrics.csv): carried to every output, and when most of
+# the exposed communication is waiting for the slowest rank the verdict says
+# so; runs without the column have none (n/a, empty, null)
+for w in 1 2; do
+    mkdir -p imb-n$w
+    echo "$HEADER,imbalance_s" > imb-n$w/metrics.csv
+    for e in 1 2 3; do
+        awk -v w=$w -v e=$e -v t=$((10 * w)) 'BEGIN { comm = w > 1 ? 0.6 * t : 0; imb = w > 1 ? 0.45 * t : 0
+            printf "%d,%d,cpu,%s,cpu,1,imb,1000000,32,1000,1a2b3c4d,31,1000,64000,%s,%.6f,%.6f,0.05,0.02,100,6400,1.1,1.0,0.8,0.8,0.001,%.6f\n",
+                e, w, (w > 1 ? "local" : "none"), t, 0.3 * t, comm, imb }' >> imb-n$w/metrics.csv
+    done
+done
+agn-summarize -f csv -o imb.csv imb-n1 imb-n2 small-n1 || fail "agn-summarize with imbalance_s"
+near "$(csvget imb.csv imb 2 imbalance_s)" 9 1e-9 "imbalance_s at W=2 (0.45 x 20 s)"
+near "$(csvget imb.csv imb 1 imbalance_s)" 0 1e-9 "imbalance_s at W=1"
+[ -z "$(csvget imb.csv small 1 imbalance_s)" ] || fail "a run without imbalance_s got a value in the CSV"
+agn-summarize -f json imb-n1 imb-n2 small-n1 > imb.json
+python3 - imb.json <<'EOF' || fail "imbalance in JSON and the verdict"
+import json, sys
+d = json.load(open(sys.argv[1]))
+g = {x["config"]: x for x in d["groups"]}
+w2 = g["imb"]["world_sizes"][1]
+assert abs(w2["imbalance_s"] - 9) < 1e-9 and abs(w2["comm_s"] - 12) < 1e-9, w2
+assert g["small"]["world_sizes"][0]["imbalance_s"] is None, g["small"]
+v = g["imb"]["verdict"]
+assert "Communication dominates" in v and "Most of that wait (9 s, 75%) is for the slowest rank" in v, v
+runs = {r["label"]: r for r in g["imb"]["runs"]}
+assert abs(runs["imb-n2"]["imbalance_s"] - 9) < 1e-9, runs["imb-n2"]
+EOF
+agn-summarize imb-n1 imb-n2 > imb.md
+grep -q '^| of which imbalance (s) | 0.000 | 9.000 |$' imb.md || { cat imb.md >&2; fail "Markdown imbalance row"; }
+ok "imbalance_s: CSV, JSON and Markdown; the verdict blames the slowest rank when it is most of the wait"
