@@ -73,13 +73,13 @@ enum {
     C_EPOCH, C_WORLD, C_BACKEND, C_CONFIG, C_PARAMS, C_GBATCH, C_DATA_ID, C_SAMPLES,
     C_TIME, C_COMPUTE, C_COMM, C_OPTIM, C_DATA, C_VAL_ACC,
     C_N_REQUIRED,
-    C_TRAIN_EX = C_N_REQUIRED, C_TRANSPORT, C_DEVICE, C_THREADS,
+    C_TRAIN_EX = C_N_REQUIRED, C_TRANSPORT, C_DEVICE, C_THREADS, C_IMBALANCE,
     C_N
 };
 static const char *const col_names[C_N] = {
     "epoch", "world_size", "backend", "config", "params", "global_batch", "data_id", "samples",
     "epoch_time_s", "compute_s", "comm_s", "optim_s", "data_s", "val_acc",
-    "train_examples", "transport", "device", "threads",
+    "train_examples", "transport", "device", "threads", "imbalance_s",
 };
 
 typedef struct {
@@ -217,6 +217,9 @@ static int read_file(agn_summary *s, const char *file)
         e.train_examples = NAN;
         if (rx.col[C_TRAIN_EX] >= 0 && num(&rx, C_TRAIN_EX, 0, 1e18, 0, 1, &e.train_examples))
             goto fail;
+        e.imbalance = NAN; /* metrics.csv before imbalance_s */
+        if (rx.col[C_IMBALANCE] >= 0 && num(&rx, C_IMBALANCE, 0, HUGE_VAL, 0, 1, &e.imbalance))
+            goto fail;
         if (rx.col[C_THREADS] >= 0 && num(&rx, C_THREADS, 1, 1e9, 1, 1, &threads)) goto fail;
         static const int strcols[] = { C_CONFIG, C_DATA_ID, C_BACKEND };
         for (size_t k = 0; k < AGN_ARRAY_LEN(strcols); k++)
@@ -307,7 +310,7 @@ int agn_summary_read(agn_summary *s, const char *path)
 static void derive_run(agn_sum_run *r)
 {
     int first = r->n_ep >= FIRST_EPOCH_RULE ? 1 : 0;
-    double t = 0, cp = 0, cm = 0, op = 0, da = 0;
+    double t = 0, cp = 0, cm = 0, op = 0, da = 0, im = 0;
     r->n_timed = r->n_scaled = 0;
     for (int i = first; i < r->n_ep; i++) {
         const agn_sum_epoch *e = &r->ep[i];
@@ -322,9 +325,11 @@ static void derive_run(agn_sum_run *r)
         cm += k * e->comm;
         op += k * e->optim;
         da += k * e->data;
+        im += k * e->imbalance; /* NAN if one epoch lacks it */
         r->n_timed++;
     }
     double n = r->n_timed;
+    r->imbalance = im / n;
     r->epoch_time = t / n;
     r->compute = cp / n;
     r->comm = cm / n;
@@ -516,7 +521,13 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
                   c->world_size, c->comm, cs);
         if (c->r_kind == AGN_R_NUM) sb_printf(&b, " (R = compute/communication = %.2f)", c->R);
         sb_printf(&b, ".");
-        if (c->r_kind == AGN_R_NUM && c->R < 1)
+        double ish = c->comm > 0 ? c->imbalance / c->comm : NAN;
+        if (isfinite(ish) && ish >= 0.5)
+            sb_printf(&b, " Most of that wait (%.3g s, %.0f%%) is for the slowest rank to finish "
+                          "its compute, not for data to move: uneven work between the ranks, or "
+                          "ranks sharing cores with other work.",
+                      c->imbalance, 100 * ish);
+        else if (c->r_kind == AGN_R_NUM && c->R < 1)
             sb_printf(&b, " With R below 1 the ranks wait longer on the gradients than they "
                           "take to compute them: a larger global batch, a bigger model or a "
                           "faster interconnect would change that, more ranks would not.");
@@ -619,7 +630,7 @@ int agn_summary_compute(agn_summary *s, int single)
         qsort(g->cols, (size_t)g->n_cols, sizeof *g->cols, cmp_long);
         for (int j = 0; j < g->n_cols; j++) {
             agn_sum_col *c = &g->cols[j];
-            double t = 0, cp = 0, cm = 0, op = 0, da = 0, accsum = 0;
+            double t = 0, cp = 0, cm = 0, op = 0, da = 0, im = 0, accsum = 0;
             int nacc = 0;
             c->best_acc = NAN;
             c->n_timed = 0;
@@ -630,6 +641,7 @@ int agn_summary_compute(agn_summary *s, int single)
                 cm += r->comm * r->n_timed;
                 op += r->optim * r->n_timed;
                 da += r->data * r->n_timed;
+                im += r->imbalance * r->n_timed;
                 c->n_timed += r->n_timed;
                 if (!isnan(r->final_acc)) { accsum += r->final_acc; nacc++; }
                 if (!isnan(r->best_acc) && (isnan(c->best_acc) || r->best_acc > c->best_acc))
@@ -640,6 +652,7 @@ int agn_summary_compute(agn_summary *s, int single)
             c->comm = cm / c->n_timed;
             c->optim = op / c->n_timed;
             c->data = da / c->n_timed;
+            c->imbalance = im / c->n_timed;
             c->final_acc = nacc ? accsum / nacc : NAN;
             set_r(c->compute, c->comm, c->world_size, &c->R, &c->r_kind);
             if (c->n_runs > 1) {
@@ -830,6 +843,7 @@ int agn_summary_write_md(const agn_summary *s, FILE *fp)
         ROW("best val acc", md_acc(fp, c->best_acc));
         ROW("compute (s)", md_sec(fp, c->compute));
         ROW("exposed comm (s)", md_sec(fp, c->comm));
+        ROW("of which imbalance (s)", md_sec(fp, c->imbalance));
         ROW("data + optimizer (s)", md_sec(fp, c->data + c->optim));
         ROW("R = compute / comm", md_r(fp, c->R, c->r_kind));
 #undef ROW
@@ -912,7 +926,8 @@ int agn_summary_write_csv(const agn_summary *s, FILE *fp)
     fputs("config,params,global_batch,data_id,backend,world_size,runs,epochs_timed,"
           "epoch_time_s,compute_s,comm_s,optim_s,data_s,R,baseline_world_size,speedup,"
           "efficiency,final_val_acc,best_val_acc,serial_fraction,fit_clamped,"
-          "pred_world_size_2x,pred_efficiency_2x,pred_world_size_4x,pred_efficiency_4x\n",
+          "pred_world_size_2x,pred_efficiency_2x,pred_world_size_4x,pred_efficiency_4x,"
+          "imbalance_s\n",
           fp);
     for (int k = 0; k < s->n_groups; k++) {
         const agn_sum_group *g = &s->groups[k];
@@ -937,11 +952,13 @@ int agn_summary_write_csv(const agn_summary *s, FILE *fp)
                 fputc(',', fp);
             }
             if (g->fit)
-                fprintf(fp, "%s,%ld,%.10g,%ld,%.10g\n",
+                fprintf(fp, "%s,%ld,%.10g,%ld,%.10g,",
                         g->clamped < 0 ? "0" : g->clamped > 0 ? "1" : "no", g->pred_w[0],
                         g->pred_eff[0], g->pred_w[1], g->pred_eff[1]);
             else
-                fputs(",,,,\n", fp);
+                fputs(",,,,,", fp);
+            csv_num(fp, c->imbalance);
+            fputc('\n', fp);
         }
     }
     return ferror(fp) ? -1 : 0;
@@ -1018,6 +1035,8 @@ int agn_summary_write_json(const agn_summary *s, FILE *fp)
             js_num(fp, c->compute);
             fputs(", \"comm_s\": ", fp);
             js_num(fp, c->comm);
+            fputs(", \"imbalance_s\": ", fp);
+            js_num(fp, c->imbalance);
             fputs(", \"optim_s\": ", fp);
             js_num(fp, c->optim);
             fputs(", \"data_s\": ", fp);
@@ -1077,6 +1096,8 @@ int agn_summary_write_json(const agn_summary *s, FILE *fp)
             js_num(fp, r->compute);
             fputs(", \"comm_s\": ", fp);
             js_num(fp, r->comm);
+            fputs(", \"imbalance_s\": ", fp);
+            js_num(fp, r->imbalance);
             fputs(", \"optim_s\": ", fp);
             js_num(fp, r->optim);
             fputs(", \"data_s\": ", fp);
