@@ -419,9 +419,57 @@ static char *path_join(const char *dir, const char *name)
 }
 
 /* Opens a CSV for appending; writes HEADER when the file is new or empty. */
+/* A CSV continued by a resume whose header is not HEADER: when it is a
+ * prefix of HEADER (a run of an agn-train that wrote fewer columns, new ones
+ * being added at the end), rewrites it with HEADER and the missing fields
+ * empty on every row; anything else is refused. */
+static int migrate_csv(const char *p, const char *header)
+{
+    FILE *in = fopen(p, "r");
+    if (!in) return agn_seterr_errno("%s", p);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, in);
+    int rc = 0;
+    if (n <= 0) goto done; /* empty: the header is written on open */
+    if (line[n - 1] == '\n') line[--n] = '\0';
+    if (strcmp(line, header) == 0) goto done;
+    size_t hl = strlen(header);
+    if ((size_t)n >= hl || strncmp(line, header, (size_t)n) != 0 || header[n] != ',') {
+        rc = agn_seterr("%s:1: the header is not the one this agn-train writes; resume into a new run "
+                        "directory, or move the file away", p);
+        goto done;
+    }
+    int missing = 0;
+    for (const char *c = header + n; *c; c++) missing += *c == ',';
+    agn_out o;
+    if (agn_out_open(&o, p) != 0) {
+        rc = -1;
+        goto done;
+    }
+    fprintf(o.fp, "%s\n", header);
+    while ((n = getline(&line, &cap, in)) > 0) {
+        if (line[n - 1] == '\n') line[--n] = '\0';
+        fputs(line, o.fp);
+        for (int k = 0; k < missing; k++) fputc(',', o.fp);
+        fputc('\n', o.fp);
+    }
+    rc = ferror(in) ? agn_seterr_errno("%s", p) : 0;
+    if (rc == 0) rc = agn_out_commit(&o);
+    else agn_out_abort(&o);
+done:
+    free(line);
+    fclose(in);
+    return rc;
+}
+
 static FILE *open_csv(const char *dir, const char *name, const char *header, int truncate)
 {
     char *p = path_join(dir, name);
+    if (!truncate && access(p, F_OK) == 0 && migrate_csv(p, header) != 0) {
+        free(p);
+        return NULL;
+    }
     FILE *fp = fopen(p, truncate ? "w" : "a");
     if (!fp) {
         agn_seterr_errno("%s", p);

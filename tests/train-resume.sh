@@ -30,3 +30,25 @@ expect_fail 1 'no optimizer state' $T -o e --resume full/best.safetensors "$SH"
 # a checkpoint of another model is refused
 expect_fail 1 "model.d_model 16, the config 32" $T -s d_model=32 -o f --resume full/last.safetensors "$SH"
 ok "resume refuses what it cannot continue"
+
+# a run directory written by an agn-train with fewer CSV columns (before
+# imbalance_s): resuming into it rewrites its CSVs with the current header,
+# the old rows' missing fields empty, and agn-summarize reads the result
+$T -o g --max-steps 58 "$SH"
+for f in metrics steps; do
+    awk -F, -v OFS=, '{ NF-- } 1' g/$f.csv > g/$f.old && mv g/$f.old g/$f.csv
+done
+head -n 1 g/steps.csv | grep -q 'imbalance_s' && fail "the test did not strip imbalance_s"
+$T -o g --resume g/last.safetensors "$SH" 2>err || { cat err >&2; fail "resume into an older run directory"; }
+assert_eq "$(head -n 1 g/metrics.csv)" "$(head -n 1 full/metrics.csv)" "migrated metrics.csv header"
+assert_eq "$(head -n 1 g/steps.csv)" "$(head -n 1 full/steps.csv)" "migrated steps.csv header"
+awk -F, 'NR == 1 { n = NF; next } NF != n { exit 1 } NR == 2 && $NF != "" { exit 1 } END { if ($NF == "") exit 1 }' g/metrics.csv ||
+    { cat g/metrics.csv >&2; fail "migrated metrics.csv: fields per row, old rows' imbalance_s empty, new rows' set"; }
+agn-summarize g >/dev/null 2>err || { cat err >&2; fail "agn-summarize on a migrated run"; }
+# a header that is no prefix of the current one is refused, the file untouched
+$T -o h --max-steps 58 "$SH"
+sed '1s/^epoch,/epoch_number,/' h/metrics.csv > h/m && mv h/m h/metrics.csv
+cp h/metrics.csv h/metrics.before
+expect_fail 1 "metrics.csv:1: the header is not the one this agn-train writes" $T -o h --resume h/last.safetensors "$SH"
+cmp -s h/metrics.csv h/metrics.before || fail "a refused metrics.csv was changed"
+ok "resume into a run directory with fewer CSV columns migrates it; a foreign header is refused"
