@@ -23,7 +23,7 @@
 #
 # Usage: tests/bench/ddp.sh [BUILDDIR]   (default: $top_builddir or .)
 # Environment: CONFIGS ("small large"), STEPS (small: agn timed steps, 40),
-# LARGE_STEPS (12), TORCH_STEPS (12), TORCH_LARGE_STEPS (3), WARMUP (3), REPEAT (1),
+# LARGE_STEPS (20), TORCH_STEPS (12), TORCH_LARGE_STEPS (3), WARMUP (3), REPEAT (1),
 # AGN_ARGS (extra agn-train options, e.g. --pad-to-max), TORCH_BIND (1),
 # AGN_DATA, TORCH_PYTHON (/usr/bin/python3).
 set -eu
@@ -37,7 +37,7 @@ data=${AGN_DATA:-$here/../../../shared/data/ag_news}
 py=${TORCH_PYTHON:-/usr/bin/python3}
 CONFIGS=${CONFIGS:-small large}
 STEPS=${STEPS:-40}
-LARGE_STEPS=${LARGE_STEPS:-12}
+LARGE_STEPS=${LARGE_STEPS:-20}
 TORCH_STEPS=${TORCH_STEPS:-12}
 TORCH_LARGE_STEPS=${TORCH_LARGE_STEPS:-3}
 WARMUP=${WARMUP:-3}
@@ -164,5 +164,5 @@ for c in $CONFIGS; do
         printf "%s: agn / PyTorch throughput at 2 ranks: %s\n", c, r }'
 done
 echo "targets: agn efficiency >= 95% (large) and >= 90% (small); agn >= 3x PyTorch at 2 ranks on both"
-echo "imbalance: the part of a step the slowest rank's compute exceeds the ranks' mean (agn's imbalance_s; inside exposed_comm)"
+echo "imbalance: the slowest rank's compute over the ranks' mean, a share of the step (agn's imbalance_s): what the ranks wait for uneven work; exposed_comm is rank 0's wait"
 echo "cpu_eff: CPU time per sample at 1 rank / at 2 ranks (agn); it bounds the efficiency a quiet machine would show"
