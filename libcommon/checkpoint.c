@@ -175,10 +175,10 @@ static int meta_hex32(const agn_st_file *f, const char *key, uint32_t *out)
 {
     const char *s = agn_st_meta(f, key);
     if (!s) return agn_seterr("%s: metadata lacks '%s'", agn_st_path(f), key);
-    char *end;
-    unsigned long v = strtoul(s, &end, 16);
-    if (strlen(s) != 8 || *end || v > 0xffffffffUL)
+    /* exactly 8 hex digits: strtoul alone also takes a sign, spaces and 0x */
+    if (strlen(s) != 8 || strspn(s, "0123456789abcdefABCDEF") != 8)
         return agn_seterr("%s: metadata '%s' is not 8 hex digits: '%s'", agn_st_path(f), key, s);
+    unsigned long v = strtoul(s, NULL, 16);
     *out = (uint32_t)v;
     return 0;
 }
@@ -205,6 +205,10 @@ agn_ckpt *agn_checkpoint_load(const char *path)
     if (rc == 0 && !cfg) rc = agn_seterr("%s: metadata lacks 'config'", path);
     if (rc == 0) m->config_yaml = agn_xstrdup(cfg);
     const char *cn = agn_st_meta(f, "class_names");
+    /* each name ends in a newline, the last too: a value cut short would
+     * lose its last name without a word */
+    if (rc == 0 && cn && *cn && cn[strlen(cn) - 1] != '\n')
+        rc = agn_seterr("%s: metadata 'class_names' does not end in a newline (cut short?)", path);
     if (rc == 0 && cn) {
         int n = 0;
         for (const char *p = cn; *p; p++) n += *p == '\n';

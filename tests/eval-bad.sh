@@ -39,3 +39,31 @@ expect_fail 1 'badlabel\.tok:1: label 7' agn-eval "$CK" badlabel.tok
 printf 'notab\n' > notab.tok
 expect_fail 1 'notab\.tok:1' agn-eval "$CK" notab.tok
 ok "mismatched inputs"
+
+
+# metadata edited by hand (the data CRC covers the tensors, not these): a
+# CRC that is not exactly 8 hex digits, class names cut short.
+# edit_meta IN OUT KEY VALUE: IN with one metadata value replaced (VALUE
+# with backslash escapes), the header padded to 8 bytes as agn writes it
+edit_meta() {
+    python3 - "$@" <<'EOF'
+import json, struct, sys
+src, dst, key, val = sys.argv[1:5]
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"][key] = val.encode().decode("unicode_escape")
+j = json.dumps(h, separators=(",", ":")).encode()
+j += b" " * (-len(j) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(j)) + j + b[8 + n:])
+EOF
+}
+edit_meta "$CK" same.safetensors vocab_crc "$(python3 -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(json.loads(b[8:8+n])["__metadata__"]["vocab_crc"])' "$CK")"
+agn-eval same.safetensors "$SH" >/dev/null 2>.err || { cat .err >&2; fail "a checkpoint rewritten by edit_meta unchanged is refused"; }
+for bad in "+1234567" " 1234567" "0x123456" "1234567g"; do
+    edit_meta "$CK" hex.safetensors vocab_crc "$bad"
+    expect_fail 1 "hex\.safetensors: metadata 'vocab_crc' is not 8 hex digits" agn-eval hex.safetensors "$SH"
+done
+edit_meta "$CK" names.safetensors class_names 'World\nSports\nBusiness\nSci/Tech'
+expect_fail 1 "names\.safetensors: metadata 'class_names' does not end in a newline" agn-eval names.safetensors "$SH"
+ok "edited metadata: a CRC with a sign, a space, 0x or a non-digit; class names cut short"
