@@ -61,9 +61,19 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Room for element N of an array that grows one element at a time: the
+ * capacity doubles at each power of two, so N appends cost O(N) copies in
+ * all (a realloc per element copies the whole array each time under the
+ * sanitizers' allocator). */
+static void *grow(void *p, size_t n, size_t elem)
+{
+    if (n & (n - 1)) return p; /* not a power of two: there is room */
+    return agn_xrealloc(p, (n ? 2 * n : 1) * elem);
+}
+
 static void add_note(agn_summary *s, char *note)
 {
-    s->notes = agn_xrealloc(s->notes, (size_t)(s->n_notes + 1) * sizeof *s->notes);
+    s->notes = grow(s->notes, (size_t)s->n_notes, sizeof *s->notes);
     s->notes[s->n_notes++] = note;
 }
 
@@ -165,7 +175,7 @@ static int read_file(agn_summary *s, const char *file)
                 agn_csvread_close(cr);
                 return -1;
             }
-        s->seen = agn_xrealloc(s->seen, (size_t)(s->n_seen + 1) * sizeof *s->seen);
+        s->seen = grow(s->seen, (size_t)s->n_seen, sizeof *s->seen);
         s->seen[s->n_seen][0] = (unsigned long long)st.st_dev;
         s->seen[s->n_seen][1] = (unsigned long long)st.st_ino;
         s->n_seen++;
@@ -236,7 +246,7 @@ static int read_file(agn_summary *s, const char *file)
         r.data_id = (char *)field(&rx, C_DATA_ID);
         r.backend = (char *)field(&rx, C_BACKEND);
         if (!cur || !same_identity(cur, &r)) {
-            s->runs = agn_xrealloc(s->runs, (size_t)(s->n_runs + 1) * sizeof *s->runs);
+            s->runs = grow(s->runs, (size_t)s->n_runs, sizeof *s->runs);
             cur = &s->runs[s->n_runs++];
             memset(cur, 0, sizeof *cur);
             cur->path = agn_xstrdup(name);
@@ -251,7 +261,7 @@ static int read_file(agn_summary *s, const char *file)
             cur->transport = agn_xstrdup(*field(&rx, C_TRANSPORT) ? field(&rx, C_TRANSPORT) : "-");
             cur->device = agn_xstrdup(*field(&rx, C_DEVICE) ? field(&rx, C_DEVICE) : "-");
         }
-        cur->ep = agn_xrealloc(cur->ep, (size_t)(cur->n_ep + 1) * sizeof *cur->ep);
+        cur->ep = grow(cur->ep, (size_t)cur->n_ep, sizeof *cur->ep);
         cur->ep[cur->n_ep++] = e;
         rows++;
     }
@@ -618,7 +628,7 @@ int agn_summary_compute(agn_summary *s, int single)
                 free(cslot);
                 return -1;
             }
-            s->groups = agn_xrealloc(s->groups, (size_t)(s->n_groups + 1) * sizeof *s->groups);
+            s->groups = grow(s->groups, (size_t)s->n_groups, sizeof *s->groups);
             g = &s->groups[s->n_groups++];
             memset(g, 0, sizeof *g);
             g->config = agn_xstrdup(r->config);
@@ -628,7 +638,7 @@ int agn_summary_compute(agn_summary *s, int single)
             g->global_batch = r->global_batch;
             gslot[gk] = s->n_groups;
         }
-        g->runs = agn_xrealloc(g->runs, (size_t)(g->n_runs + 1) * sizeof *g->runs);
+        g->runs = grow(g->runs, (size_t)g->n_runs, sizeof *g->runs);
         g->runs[g->n_runs++] = i;
         int gi = (int)(g - s->groups);
         size_t ck = hash_long(hash_long(FNV_BASIS, gi), r->world_size) & (cap - 1);
@@ -637,14 +647,14 @@ int agn_summary_compute(agn_summary *s, int single)
             ck = (ck + 1) & (cap - 1);
         agn_sum_col *c = cslot[ck].g >= 0 ? &g->cols[cslot[ck].c] : NULL;
         if (!c) {
-            g->cols = agn_xrealloc(g->cols, (size_t)(g->n_cols + 1) * sizeof *g->cols);
+            g->cols = grow(g->cols, (size_t)g->n_cols, sizeof *g->cols);
             c = &g->cols[g->n_cols++];
             memset(c, 0, sizeof *c);
             c->world_size = r->world_size;
             cslot[ck].g = gi;
             cslot[ck].c = g->n_cols - 1;
         }
-        c->runs = agn_xrealloc(c->runs, (size_t)(c->n_runs + 1) * sizeof *c->runs);
+        c->runs = grow(c->runs, (size_t)c->n_runs, sizeof *c->runs);
         c->runs[c->n_runs++] = i;
     }
 
