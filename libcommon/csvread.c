@@ -68,12 +68,14 @@ int agn_csvread_next(agn_csvread *r, char ***fields, int *n)
             if (ferror(r->fp)) return agn_seterr_errno("%s", r->name);
             return 0;
         }
-        /* blank line (LF or CRLF): skip */
+        /* blank line (LF, CRLF or a bare CR, which also ends records): skip;
+         * one character pushed back at most, all C promises */
         if (c == '\n') { r->line++; continue; }
         if (c == '\r') {
             int d = getc(r->fp);
-            if (d == '\n' || d == EOF) { r->line++; continue; }
-            ungetc(d, r->fp);
+            if (d != '\n' && d != EOF) ungetc(d, r->fp);
+            r->line++;
+            continue;
         }
         ungetc(c, r->fp);
 

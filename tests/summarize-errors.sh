@@ -13,6 +13,17 @@ good() { mkdir -p "$1"; { echo "$HEADER"; row 1 "$2" "${3:-32}" 2; row 2 "$2" "$
 good ok1 1
 good ok2 2
 
+# line ends: LF, CRLF and bare CR read alike, blank lines of each skipped
+mkdir crlf cr
+{ echo "$HEADER"; echo; row 1 2 32 2; row 2 2 32 2; echo; } | sed 's/$/\r/' > crlf/metrics.csv
+{ echo "$HEADER"; echo; row 1 2 32 2; row 2 2 32 2; echo; } | tr '\n' '\r' > cr/metrics.csv
+agn-summarize -q -f csv ok2 > lf.csv || fail "LF metrics.csv"
+for d in crlf cr; do
+    agn-summarize -q -f csv $d > $d.csv 2>err.txt || { cat err.txt >&2; fail "$d line ends"; }
+    cmp -s lf.csv $d.csv || { diff lf.csv $d.csv >&2; fail "$d line ends read otherwise than LF"; }
+done
+ok "LF, CRLF and bare CR line ends, with blank lines"
+
 # ---- usage -------------------------------------------------------------------------
 expect_fail 2 "no run directories" agn-summarize
 expect_fail 2 "Try 'agn-summarize --help'" agn-summarize --bogus ok1
