@@ -411,23 +411,9 @@ static void set_name(agn_config *c, const char *path)
 /* The whole file is read first: check_shape and the loader each take a pass. */
 int agn_config_load(agn_config *c, const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return agn_seterr_errno("%s", path);
-    size_t cap = 1 << 12, len = 0;
-    char *text = agn_xmalloc(cap);
-    for (;;) {
-        if (len == cap) text = agn_xrealloc(text, cap *= 2);
-        size_t n = fread(text + len, 1, cap - len, fp);
-        len += n;
-        if (n == 0) break;
-    }
-    if (ferror(fp)) {
-        agn_seterr_errno("%s", path);
-        fclose(fp);
-        free(text);
-        return -1;
-    }
-    fclose(fp);
+    size_t len;
+    char *text = agn_read_file(path, &len);
+    if (!text) return -1;
     int rc = agn_config_parse(c, text, len, path);
     free(text);
     return rc;

@@ -804,31 +804,10 @@ agn_st_file *agn_st_open_mem(const void *b, size_t len, const char *name)
 
 agn_st_file *agn_st_open(const char *path)
 {
-    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!fp) {
-        agn_seterr_errno("%s", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *image = agn_xmalloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            image = agn_xrealloc(image, cap);
-        }
-        size_t k = fread(image + n, 1, cap - n, fp);
-        n += k;
-        if (k == 0) break;
-    }
-    int err = ferror(fp);
-    if (fp != stdin) fclose(fp);
-    if (err) {
-        errno = EIO;
-        agn_seterr_errno("%s", path);
-        free(image);
-        return NULL;
-    }
-    return open_image(image, n, path);
+    size_t n;
+    char *image = strcmp(path, "-") == 0 ? agn_read_stream(stdin, path, &n) : agn_read_file(path, &n);
+    if (!image) return NULL;
+    return open_image((unsigned char *)image, n, path);
 }
 
 /* ---- reader: access -------------------------------------------------------------------------- */

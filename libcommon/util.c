@@ -344,6 +344,37 @@ int agn_write_all(int fd, const void *buf, size_t n)
 
 /* ---- paths and time ---------------------------------------------------- */
 
+char *agn_read_stream(FILE *fp, const char *name, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = agn_xmalloc(cap);
+    errno = 0; /* a read error without one is reported as EIO */
+    for (;;) {
+        if (n + 1 >= cap) buf = agn_xrealloc(buf, cap *= 2);
+        size_t k = fread(buf + n, 1, cap - 1 - n, fp);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(fp)) {
+        int e = errno;
+        free(buf);
+        errno = e ? e : EIO;
+        return agn_seterr_errno("%s", name), NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+char *agn_read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return agn_seterr_errno("%s", path), NULL;
+    char *buf = agn_read_stream(fp, path, len);
+    fclose(fp);
+    return buf;
+}
+
 int agn_mkdir_p(const char *path)
 {
     char *p = agn_xstrdup(path);

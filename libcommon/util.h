@@ -87,6 +87,11 @@ int agn_write_all(int fd, const void *buf, size_t n);
 
 /* ---- paths and time ---------------------------------------------------- */
 
+/* The whole of PATH in a buffer of *LEN bytes and a NUL after them (free
+ * it); NULL with "PATH: reason" on an error.  agn_read_stream reads FP to
+ * its end the same way, NAME naming it in the message. */
+char *agn_read_file(const char *path, size_t *len);
+char *agn_read_stream(FILE *fp, const char *name, size_t *len);
 /* mkdir -p; 0 if it exists already as a directory. */
 int agn_mkdir_p(const char *path);
 /* Seconds from a monotonic clock. */

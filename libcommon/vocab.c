@@ -208,26 +208,9 @@ fail:
 
 agn_vocab *agn_vocab_load(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        agn_seterr_errno("%s", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = agn_xmalloc(cap);
-    for (;;) {
-        if (len == cap) buf = agn_xrealloc(buf, cap *= 2);
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) break;
-    }
-    if (ferror(f)) {
-        agn_seterr_errno("%s", path);
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
+    size_t len;
+    char *buf = agn_read_file(path, &len);
+    if (!buf) return NULL;
     agn_vocab *v = agn_vocab_parse(buf, len, path);
     free(buf);
     return v;
