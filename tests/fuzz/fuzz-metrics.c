@@ -20,6 +20,7 @@
 #include "csvread.h"
 #include "summary.h"
 #include "util.h"
+#include "fuzz-memfd.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -58,14 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static FILE *null;
     if (!null && !(null = fopen("/dev/null", "w"))) abort();
-    int fd = memfd_create("fuzz", 0);
-    if (fd < 0) return 0;
-    if (agn_write_all(fd, data, size) < 0) {
-        close(fd);
-        return 0;
-    }
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int fd = fuzz_memfd(data, size, path, sizeof path);
+    if (fd < 0) return 0;
     read_records(path, size);
     agn_summary s = {0};
     if (agn_summary_read(&s, path) == 0) {

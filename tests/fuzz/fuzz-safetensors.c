@@ -28,6 +28,7 @@
 #include "safetensors.h"
 #include "util.h"
 #include "vocab.h"
+#include "fuzz-memfd.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -99,14 +100,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error("fuzz");
     }
-    int fd = memfd_create("fuzz", 0);
-    if (fd < 0) return 0;
-    if (agn_write_all(fd, data, size) < 0) {
-        close(fd);
-        return 0;
-    }
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int fd = fuzz_memfd(data, size, path, sizeof path);
+    if (fd < 0) return 0;
     agn_ckpt *ck = agn_checkpoint_load(path);
     if (ck) {
         use_checkpoint(ck, path);

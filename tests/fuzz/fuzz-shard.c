@@ -23,6 +23,7 @@
 
 #include "shard.h"
 #include "util.h"
+#include "fuzz-memfd.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -64,15 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                 (uInt)(size - AGN_SHARD_HEADER_SIZE)));
         if (fix & 2) agn_put_u32(b + 60, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, 60));
     }
-    int fd = memfd_create("fuzz", 0);
-    if (fd < 0 || agn_write_all(fd, b, size) < 0) {
-        if (fd >= 0) close(fd);
-        free(b);
-        return 0;
-    }
-    free(b);
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int fd = fuzz_memfd(b, size, path, sizeof path);
+    free(b);
+    if (fd < 0) return 0;
     agn_dataset d;
     agn_shard_header h;
     if (agn_shard_read_ex(&d, &h, path) == 0) {

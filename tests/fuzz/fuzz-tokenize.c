@@ -18,6 +18,7 @@
 #include "input.h"
 #include "tokenizer.h"
 #include "util.h"
+#include "fuzz-memfd.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,12 +39,8 @@ static void check_tokens(const char *o, size_t m)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int fd = memfd_create("fuzz", 0);
+    int fd = fuzz_memfd(data, size, NULL, 0);
     if (fd < 0) return 0;
-    if (agn_write_all(fd, data, size) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
-        close(fd);
-        return 0;
-    }
     agn_input *in = agn_input_open_fd(fd, "fuzz");
     if (in) {
         agn_csv *c = agn_csv_new(in, 512);
