@@ -6,16 +6,8 @@
 # seconds, non-zero, saying so.  Skips without mpirun or an MPI build.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
-grep -q '^#define HAVE_MPI 1' "$top_builddir/config.h" || skip "agn was built without MPI (no libopenmpi-dev at configure time)"
-MPIRUN=${MPIRUN:-$(command -v mpirun || true)}
-[ -n "$MPIRUN" ] || skip "no mpirun (install openmpi-bin)"
+need_mpi
 tc=$top_builddir/tests/t-comm
-# Open MPI keeps its own allocations to the end (thousands of "leaks" in
-# libopen-pal, none in agn): no leak report under AddressSanitizer.
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
-# root in CI; oversubscribe: more ranks than the 2 cores
-mpirun() { timeout 60 "$MPIRUN" --allow-run-as-root --oversubscribe "$@"; }
 
 for np in 2 3; do
     mpirun -np "$np" "$tc" --mpi >out 2>err || { cat out err >&2; fail "mpirun -np $np t-comm --mpi"; }

@@ -7,14 +7,8 @@
 # fails ends the whole job, non-zero, within seconds.  Skips without MPI.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
-grep -q '^#define HAVE_MPI 1' "$top_builddir/config.h" || skip "agn was built without MPI (no libopenmpi-dev at configure time)"
-MPIRUN=${MPIRUN:-$(command -v mpirun || true)}
-[ -n "$MPIRUN" ] || skip "no mpirun (install openmpi-bin)"
+need_mpi
 . "$top_srcdir/tests/train-fixture.sh"
-# Open MPI's own allocations are not leaks of agn's (see mpi-comm.sh)
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
-mpirun() { timeout 60 "$MPIRUN" --allow-run-as-root --oversubscribe "$@"; }
 
 T="$TRAIN -b 7 -e 1 --dropout 0.2 --eval-every 20 --val $VAL"
 AGN_TEST_TRACE_BATCHES=$PWD/trace1 $T -o w1 "$SH"

@@ -35,6 +35,38 @@ need_corpus() {
     done
 }
 
+# need_mpi: skip unless agn was built with MPI and mpirun is there; then
+# mpirun() runs it as root, oversubscribed (more ranks than cores), bounded
+# to 60 s, and AddressSanitizer's leak report is off (Open MPI keeps its own
+# allocations to the end: thousands of "leaks" in libopen-pal, none in agn).
+need_mpi() {
+    grep -q '^#define HAVE_MPI 1' "$top_builddir/config.h" ||
+        skip "agn was built without MPI (no libopenmpi-dev at configure time)"
+    MPIRUN=${MPIRUN:-$(command -v mpirun || true)}
+    [ -n "$MPIRUN" ] || skip "no mpirun (install openmpi-bin)"
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+    export ASAN_OPTIONS
+    mpirun() { timeout 60 "$MPIRUN" --allow-run-as-root --oversubscribe "$@"; }
+}
+
+# run_cases SUITE PREFIX "CASE...": runs case_CASE for every CASE when this
+# script is SUITE.sh, or only the case its name gives when it is
+# PREFIX<case>.sh (dashes for underscores): tests/bad/ holds one such
+# wrapper per case, so that each bad input is a test of its own.
+run_cases() {
+    rc_only=$(basename "$0" .sh)
+    rc_cases=$3
+    case $rc_only in
+    "$1") ;;
+    "$2"*) rc_cases=$(echo "${rc_only#"$2"}" | tr - _) ;;
+    *) fail "unknown case $rc_only" ;;
+    esac
+    for rc_c in $rc_cases; do
+        "case_$rc_c"
+        ok "$rc_c"
+    done
+}
+
 # expect_fail STATUS PATTERN CMD...: CMD must exit with STATUS and print a
 # line matching the extended regex PATTERN on stderr.
 expect_fail() {

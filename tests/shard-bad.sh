@@ -166,16 +166,6 @@ case_empty_input() {
 }
 
 # ---- dispatch ----
-cases="truncated_header truncated_offsets truncated_labels truncated_tokens trailing_data
+run_cases shard-bad shard- "truncated_header truncated_offsets truncated_labels truncated_tokens trailing_data
 payload_crc header_crc compressed more_examples bad_header_fields bad_payload other_vocab
 info_continues stream_notab stream_label empty_input"
-only=$(basename "$0" .sh)
-case $only in
-shard-bad) ;;
-shard-*) cases=$(echo "${only#shard-}" | tr - _) ;;
-*) fail "unknown case $only" ;;
-esac
-for c in $cases; do
-    "case_$c"
-    ok "$c"
-done

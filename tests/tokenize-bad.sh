@@ -164,14 +164,4 @@ case_skip_bad() {
 }
 
 # ---- dispatch ----
-cases="unterminated fields class empty_row utf8_nul big_field gzip empty_input junk skip_bad"
-only=$(basename "$0" .sh)
-case $only in
-tokenize-bad) ;;
-tokenize-bad-*) cases=$(echo "${only#tokenize-bad-}" | tr - _) ;;
-*) fail "unknown case $only" ;;
-esac
-for c in $cases; do
-    "case_$c"
-    ok "$c"
-done
+run_cases tokenize-bad tokenize-bad- "unterminated fields class empty_row utf8_nul big_field gzip empty_input junk skip_bad"

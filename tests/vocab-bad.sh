@@ -94,15 +94,5 @@ case_file_malformed() {
 }
 
 # ---- dispatch ----
-cases="stream_notab stream_label stream_nul stream_gzip stream_empty file_duplicate
+run_cases vocab-bad vocab- "stream_notab stream_label stream_nul stream_gzip stream_empty file_duplicate
 file_count file_specials file_malformed"
-only=$(basename "$0" .sh)
-case $only in
-vocab-bad) ;;
-vocab-*) cases=$(echo "${only#vocab-}" | tr - _) ;;
-*) fail "unknown case $only" ;;
-esac
-for c in $cases; do
-    "case_$c"
-    ok "$c"
-done
