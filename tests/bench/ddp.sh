@@ -53,14 +53,8 @@ trap 'rm -rf "$tmp"' EXIT
 "$build/tools/agn-shard" -q -v "$tmp/vocab.txt" -L 256 -o "$tmp/train" "$tmp/train.tok"
 V=$(awk '!h && /^#/ { next } { h = 1; n++ } END { print n }' "$tmp/vocab.txt")
 
-# PyTorch at its best, as in model.sh: OpenBLAS's OpenMP build, and jemalloc
-# keeping the pages it frees (its default decay faults them back every step).
-TORCH_MALLOC_CONF=${TORCH_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1}
-torch_env() {
-    LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
-    MALLOC_CONF=$TORCH_MALLOC_CONF "$@"
-}
+# PyTorch at its best, as in model.sh
+. "$here/torch-env.sh"
 have_torch=yes
 torch_env "$py" -c 'import torch.distributed' 2>/dev/null || have_torch=no
 

@@ -15,9 +15,7 @@
 # inference >= 3x).
 #
 # PyTorch is measured at its best: OpenBLAS built for OpenMP, jemalloc told
-# to keep the pages it frees (MALLOC_CONF dirty/muzzy_decay_ms:-1; with its
-# defaults jemalloc hands them back and faults them in again every step,
-# ~4x the page faults and ~30% slower), OMP_NUM_THREADS and
+# to keep the pages it frees (torch-env.sh), OMP_NUM_THREADS and
 # torch.set_num_threads at the row's count, one inter-op thread, batches
 # assembled before the clock starts.  Each PyTorch row is the best of
 # torch_model.py's variants (TORCH_TRAIN_VARIANTS, TORCH_INFER_VARIANTS):
@@ -60,7 +58,6 @@ SKIP_LARGE=${SKIP_LARGE:-0}
 REPEAT=${REPEAT:-1}
 TORCH_TRAIN_VARIANTS=${TORCH_TRAIN_VARIANTS:-functional module}
 TORCH_INFER_VARIANTS=${TORCH_INFER_VARIANTS:-functional module fastpath}
-TORCH_MALLOC_CONF=${TORCH_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/agn-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -69,11 +66,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$build/tools/agn-shard" -v "$tmp/vocab.txt" -L 256 -o "$tmp/train" < "$tmp/train.tok" 2>/dev/null
 shards=$(ls "$tmp"/train-*.agns)
 
-torch_env() {
-    LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
-    MALLOC_CONF=$TORCH_MALLOC_CONF "$@"
-}
+. "$here/torch-env.sh"
 have_torch=yes
 torch_env "$py" -c 'import torch' 2>/dev/null || have_torch=no
 
