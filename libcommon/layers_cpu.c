@@ -534,28 +534,23 @@ AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
     }
 }
 
+/* d gelu(x) / dx */
+static inline float gelu_grad(float x)
+{
+    float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+}
+
 AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const float *inp, size_t n,
                                        int set)
 {
     if (set) {
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-            float local = 0.5f * (1.0f + t) +
-                          0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
-            dinp[i] = local * dout[i];
-        }
+        for (size_t i = 0; i < n; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
         return;
     }
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-        float local = 0.5f * (1.0f + t) +
-                      0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
-        dinp[i] += local * dout[i];
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] += gelu_grad(inp[i]) * dout[i];
 }
 
 void gelu_forward(float *out, const float *inp, size_t n)
