@@ -20,7 +20,6 @@ steps), ms_per_step, ms_per_step_nosync, exposed_comm_share, peak_rss_mb.
 """
 import argparse
 import os
-import random
 import resource
 import sys
 import time
@@ -31,7 +30,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_model import CONFIGS, Model, load  # noqa: E402
+from torch_model import CONFIGS, Model, load_shuffled  # noqa: E402
 
 
 class Net(torch.nn.Module):
@@ -67,10 +66,7 @@ def rank_main(rank, a, port):
                                 rank=rank, world_size=world)
     cfg = CONFIGS[a.config]
     T, B = cfg["T"], cfg["B"]
-    vocab, ex = load(a.tokens, a.vocab, T)
-    C = max(e[0] for e in ex) + 1
-    order = list(range(len(ex)))
-    random.Random(12345).shuffle(order)
+    vocab, ex, C, order = load_shuffled(a.tokens, a.vocab, T)
     net = Net(Model(len(vocab), C, **cfg))
     net.train()
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net

@@ -73,6 +73,15 @@ def load(tokens_path, vocab_path, T):
     return vocab, examples
 
 
+def load_shuffled(tokens_path, vocab_path, T):
+    """load(), plus the number of classes and the benchmarks' fixed order."""
+    vocab, examples = load(tokens_path, vocab_path, T)
+    C = max(e[0] for e in examples) + 1
+    order = list(range(len(examples)))
+    random.Random(12345).shuffle(order)
+    return vocab, examples, C, order
+
+
 class Model:
     def __init__(self, V, C, T, D, H, L, Fd, **_):
         g = torch.Generator().manual_seed(1)
@@ -273,10 +282,7 @@ def main():
         torch.backends.mkldnn.enabled = a.mkldnn == "on"
     cfg = CONFIGS[a.config]
     T, B = cfg["T"], cfg["B"]
-    vocab, ex = load(a.tokens, a.vocab, T)
-    C = max(e[0] for e in ex) + 1
-    order = list(range(len(ex)))
-    random.Random(12345).shuffle(order)
+    vocab, ex, C, order = load_shuffled(a.tokens, a.vocab, T)
     data = batches(ex, order, B, T, a.warmup + a.steps)
     if a.check:
         return check(len(vocab), C, cfg, data)
