@@ -47,8 +47,8 @@ void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *
     z->ranges = agn_xcalloc((size_t)n + 2, sizeof *z->ranges);
     z->pieces = agn_xcalloc((size_t)m->n_tensors + (size_t)n + 2, sizeof *z->pieces);
     z->n_stats = (size_t)c->world;
-    z->stats = agn_xcalloc(z->n_stats, sizeof *z->stats);
     z->norm_buf = agn_xcalloc(z->n_stats + 1, sizeof *z->norm_buf);
+    z->stats = z->norm_buf + 1; /* reduced in place with the norm */
     const agn_tensor *emb = agn_model_tensor(m, "tok_emb");
     size_t e0 = emb ? emb->offset : 0, e1 = emb ? emb->offset + emb->numel : 0;
     if (emb && emb->ndim == 2) {
@@ -80,7 +80,6 @@ void agn_zero_free(agn_zero *z)
     free(z->mask);
     free(z->rows);
     free(z->packed);
-    free(z->stats);
     free(z->norm_buf);
     memset(z, 0, sizeof *z);
 }
@@ -220,14 +219,10 @@ int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_opt
     double ss = 0;
     for (int i = 0; i < z->n_ranges; i++) shard_parts(z, &z->ranges[i], add_squares, &ss);
     double tw = agn_now();
-    double *nb = z->norm_buf;
-    nb[0] = ss;
-    memcpy(nb + 1, z->stats, z->n_stats * sizeof *nb);
-    if (agn_comm_allreduce(z->comm, nb, 1 + z->n_stats, AGN_F64) != 0) return -1;
+    z->norm_buf[0] = ss; /* the stats after it travel along */
+    if (agn_comm_allreduce(z->comm, z->norm_buf, 1 + z->n_stats, AGN_F64) != 0) return -1;
     if (waited) *waited += agn_now() - tw;
-    ss = nb[0];
-    memcpy(z->stats, nb + 1, z->n_stats * sizeof *nb);
-    *norm = sqrt(ss);
+    *norm = sqrt(z->norm_buf[0]);
 
     /* clip as agn_adamw_step does (g * coef, rounded once), by scaling the
      * shard first and running the step itself without clipping */

@@ -62,9 +62,9 @@ typedef struct {
     /* the caller's per-step numbers, summed over the ranks by the step's
      * norm all-reduce (no collective of their own): [n_stats], the caller
      * sets them before agn_zero_adamw_step and reads the sums after */
-    double *stats;
+    double *stats;          /* norm_buf + 1 */
     size_t n_stats;
-    double *norm_buf;       /* [1 + n_stats] */
+    double *norm_buf;       /* [1 + n_stats]: the norm's square, then the stats */
 } agn_zero;
 
 /* Plans the shards of the trainer's N buckets [start[i], end[i]) of M's
