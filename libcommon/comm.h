@@ -126,8 +126,16 @@ void agn_local_seg_free(agn_local_seg *seg);
 /* ---- mpi: one process per rank under mpirun or srun (comm_mpi.c) --------- */
 
 /* 1 if the environment says this process was started by mpirun/mpiexec
- * (Open MPI, MPICH/Hydra, PMIx) or srun, with its rank and world size. */
+ * (Open MPI, MPICH/Hydra, PMIx) or srun, with its rank and world size (a
+ * job step of one task is not: it runs alone, without MPI). */
 int agn_mpi_launched(int *rank, int *world);
+/* Who started this process, in words ("srun", "Open MPI's mpirun", ...),
+ * or NULL when agn_mpi_launched() says no. */
+const char *agn_mpi_launcher(void);
+/* -1 with a message saying how to launch instead, when srun started the
+ * tasks of a step with no MPI support (no PMI server: --mpi=none), where
+ * MPI_Init would fail or leave each task alone; else 0. */
+int agn_mpi_check_launch(void);
 /* Initialises MPI on the communication thread; NULL with a message when MPI
  * fails or agn was built without it. */
 agn_comm *agn_comm_mpi_create(double timeout_s);

@@ -33,26 +33,53 @@
 
 /* Which environment variables a launcher sets: Open MPI (and PMIx), MPICH's
  * Hydra (PMI), and srun (SLURM_STEP_NUM_TASKS is set for a job step only,
- * not in the batch script itself). */
-int agn_mpi_launched(int *rank, int *world)
+ * not in the batch script itself).  A step of one task is no job: it runs
+ * as the only rank, without MPI. */
+static const char *const launch_vars[][3] = {
+    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "Open MPI's mpirun"},
+    {"PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "a PMIx launcher"},
+    {"PMI_RANK", "PMI_SIZE", "a PMI launcher (MPICH's mpiexec)"},
+    {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "srun"},
+};
+
+static int launched_by(int *rank, int *world)
 {
-    static const char *const vars[][2] = {
-        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-        {"PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},
-        {"PMI_RANK", "PMI_SIZE"},
-        {"SLURM_PROCID", "SLURM_STEP_NUM_TASKS"},
-    };
-    for (size_t i = 0; i < AGN_ARRAY_LEN(vars); i++) {
-        const char *r = getenv(vars[i][0]), *w = getenv(vars[i][1]);
+    for (size_t i = 0; i < AGN_ARRAY_LEN(launch_vars); i++) {
+        const char *r = getenv(launch_vars[i][0]), *w = getenv(launch_vars[i][1]);
         long rv, wv;
         if (!r || !w) continue;
-        if (agn_parse_long(r, 0, 1 << 20, vars[i][0], &rv) != 0) continue;
-        if (agn_parse_long(w, 1, 1 << 20, vars[i][1], &wv) != 0 || rv >= wv) continue;
+        if (agn_parse_long(r, 0, 1 << 20, launch_vars[i][0], &rv) != 0) continue;
+        if (agn_parse_long(w, 1, 1 << 20, launch_vars[i][1], &wv) != 0 || rv >= wv) continue;
+        if (wv == 1 && strcmp(launch_vars[i][0], "SLURM_PROCID") == 0) continue;
         if (rank) *rank = (int)rv;
         if (world) *world = (int)wv;
-        return 1;
+        return (int)i;
     }
-    return 0;
+    return -1;
+}
+
+int agn_mpi_launched(int *rank, int *world) { return launched_by(rank, world) >= 0; }
+
+const char *agn_mpi_launcher(void)
+{
+    int i = launched_by(NULL, NULL);
+    return i < 0 ? NULL : launch_vars[i][2];
+}
+
+int agn_mpi_check_launch(void)
+{
+    int world = 0;
+    int i = launched_by(NULL, &world);
+    if (i < 0 || strcmp(launch_vars[i][0], "SLURM_PROCID") != 0) return 0;
+    /* srun: MPI can join the tasks only through a PMI server that srun
+     * started (--mpi=pmix sets PMIX_RANK, --mpi=pmi2 PMI_FD/PMI_RANK);
+     * without one MPI_Init fails in each task, or makes W jobs of one */
+    if (getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_FD")) return 0;
+    return agn_seterr("srun started %d tasks without MPI support (its --mpi=none, the "
+                      "cluster's MpiDefault): run srun --mpi=pmix (srun --mpi=list shows "
+                      "what this cluster offers), or start the ranks with mpirun inside the "
+                      "allocation, or fork them on one node with agn-train -n N",
+                      world);
 }
 
 #ifndef HAVE_MPI
@@ -60,6 +87,7 @@ int agn_mpi_launched(int *rank, int *world)
 agn_comm *agn_comm_mpi_create(double timeout_s)
 {
     (void)timeout_s;
+    if (agn_mpi_check_launch() != 0) return NULL;
     agn_seterr("started under mpirun/srun, but agn was built without MPI "
                "(install libopenmpi-dev and run configure again)");
     return NULL;
@@ -121,6 +149,15 @@ static int mpi_init(agn_comm *c, mpi_state *ms)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->world);
+    int erank, eworld;
+    if (agn_mpi_launched(&erank, &eworld) && (eworld != c->world || erank != c->rank)) {
+        /* e.g. an MPI library that does not speak this launcher's PMI:
+         * each process initialises alone, as a job of one */
+        return agn_seterr("%s started rank %d of %d, but MPI sees rank %d of %d: this MPI "
+                          "library cannot join the launcher's processes (with srun, try "
+                          "another --mpi=; else start the ranks with this MPI's own mpirun)",
+                          agn_mpi_launcher(), erank, eworld, c->rank, c->world);
+    }
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node) ==
         MPI_SUCCESS) {
@@ -323,6 +360,7 @@ static const agn_comm_ops mpi_ops = {
 
 agn_comm *agn_comm_mpi_create(double timeout_s)
 {
+    if (agn_mpi_check_launch() != 0) return NULL;
     agn_comm *c = agn_xcalloc(1, sizeof *c);
     mpi_state *ms = agn_xcalloc(1, sizeof *ms);
     c->ops = &mpi_ops;

@@ -361,3 +361,76 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
     sigprocmask(SIG_SETMASK, &old, NULL);
     return AGN_LAUNCH_DONE;
 }
+
+/* ---- what the launcher gave this rank ---------------------------------------- */
+
+/* The CPUs this process may run on: their count, and "0-3,8" into LIST. */
+static int allowed_cpus(char *list, size_t n)
+{
+    cpu_set_t set;
+    int count = 0;
+    size_t len = 0;
+    if (n) list[0] = '\0';
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        long k = sysconf(_SC_NPROCESSORS_ONLN);
+        if (n) snprintf(list, n, "?");
+        return k > 0 ? (int)k : 1;
+    }
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set)) continue;
+        int e = c;
+        while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, &set)) e++;
+        count += e - c + 1;
+        if (len < n) {
+            int w = e > c ? snprintf(list + len, n - len, "%s%d-%d", len ? "," : "", c, e)
+                          : snprintf(list + len, n - len, "%s%d", len ? "," : "", c);
+            len += w > 0 ? (size_t)w : 0;
+        }
+        c = e;
+    }
+    return count > 0 ? count : 1;
+}
+
+/* SLURM_CPUS_PER_TASK (srun/sbatch -c) in a Slurm job, 0 if unset or bad */
+static int slurm_cpus_per_task(void)
+{
+    const char *v = getenv("SLURM_CPUS_PER_TASK");
+    long k;
+    if (!v || !getenv("SLURM_JOB_ID") || agn_parse_long(v, 1, 1 << 16, "SLURM_CPUS_PER_TASK", &k) != 0) return 0;
+    return (int)k;
+}
+
+int agn_launch_threads(const agn_comm *c)
+{
+    if (bound_cpus) return bound_cpus;
+    int allowed = allowed_cpus(NULL, 0);
+    int cpt = c && c->world > 1 ? slurm_cpus_per_task() : 0;
+    if (cpt > 0) return cpt < allowed ? cpt : allowed;
+    int lw = c && c->local_world > 0 ? c->local_world : 1;
+    return allowed / lw > 0 ? allowed / lw : 1;
+}
+
+const char *agn_launch_describe(const agn_comm *c, char *buf, size_t n)
+{
+    char host[256] = "?", cpus[256], slurm[256] = "";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    int allowed = allowed_cpus(cpus, sizeof cpus);
+    const char *tr = c->ops && c->ops->name ? c->ops->name : "none";
+    const char *by = strcmp(tr, "mpi") == 0 ? agn_mpi_launcher() : NULL;
+    if (!by) by = strcmp(tr, "local") == 0 ? "agn (-n, forked)" : "nothing (one rank)";
+    const char *job = getenv("SLURM_JOB_ID");
+    if (job) {
+        const char *step = getenv("SLURM_STEP_ID"), *node = getenv("SLURMD_NODENAME");
+        const char *ntasks = getenv("SLURM_STEP_NUM_TASKS"), *nnodes = getenv("SLURM_STEP_NUM_NODES");
+        const char *cpt = getenv("SLURM_CPUS_PER_TASK");
+        snprintf(slurm, sizeof slurm, "; Slurm job %s%s%s%s%s%s%s%s%s%s%s%s%s", job, step ? " step " : "",
+                 step ? step : " (no step)", node ? " on node " : "", node ? node : "", ntasks ? ", " : "",
+                 ntasks ? ntasks : "", ntasks ? " tasks" : "", nnodes ? " on " : "", nnodes ? nnodes : "",
+                 nnodes ? " nodes" : "", cpt ? ", SLURM_CPUS_PER_TASK=" : "", cpt ? cpt : "");
+    }
+    snprintf(buf, n, "rank %d of %d, local rank %d of %d, on host %s; started by %s; transport %s%s; "
+             "CPUs allowed %d (%s)%s", c->rank, c->world, c->local_rank, c->local_world, host, by, tr,
+             slurm, allowed, cpus, bound_cpus ? ", bound by agn" : "");
+    return buf;
+}

@@ -73,3 +73,15 @@ void agn_catch_stop_signals(void);
 const char *agn_signal_name(int sig, char *buf, size_t n);
 
 #endif
+
+/* After agn_launch, in a rank of C: the threads it should run by default:
+ * the CPUs agn bound it to; else SLURM_CPUS_PER_TASK in a Slurm job of
+ * several ranks (srun/sbatch -c), at most the CPUs it may run on; else the
+ * CPUs it may run on shared among the ranks of its host. */
+int agn_launch_threads(const agn_comm *c);
+/* One line on what this rank found: rank, world size, local rank and size,
+ * the hostname, who started it (srun, mpirun, agn's -n, nothing), the
+ * transport, the Slurm job, step, node, tasks and nodes of the step and
+ * SLURM_CPUS_PER_TASK when in one, and the CPUs it may run on.  Into BUF
+ * (N bytes), returned. */
+const char *agn_launch_describe(const agn_comm *c, char *buf, size_t n);

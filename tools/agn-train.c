@@ -301,11 +301,15 @@ int main(int argc, char **argv)
         status = AGN_EXIT_ERROR;
         goto out;
     }
-    /* a bound rank has its own CPUs; else the ranks divide the machine's */
-    if (threads == 0)
-        threads = agn_launch_bound() ? agn_launch_bound()
-                                     : agn_cpu_count() / (comm->local_world > 0 ? comm->local_world : 1);
+    /* a bound rank has its own CPUs, a Slurm task its -c; else the ranks
+     * of a host divide its CPUs */
+    if (threads == 0) threads = agn_launch_threads(comm);
     if (threads < 1) threads = 1;
+    /* under mpirun/srun every rank says where it runs and what it was given */
+    if (!o.quiet && comm->ops && strcmp(comm->ops->name, "mpi") == 0) {
+        char what[1024];
+        agn_warn("%s; %ld threads", agn_launch_describe(comm, what, sizeof what), threads);
+    }
     if (!cpu && !o.quiet && comm->rank == 0) {
         char buf[256];
         if (agn_cuda_device_count() > 0)
@@ -328,7 +332,15 @@ int main(int argc, char **argv)
     int rc = agn_train(&o, comm);
     if (rc < 0) {
         if (comm->world > 1) {
-            agn_warn("rank %d: %s", comm->rank, agn_errmsg());
+            /* across hosts, the host too */
+            char host[256] = "";
+            if (strcmp(comm->ops->name, "mpi") == 0 && gethostname(host + 2, sizeof host - 4) == 0) {
+                host[0] = ' ';
+                host[1] = '(';
+                host[sizeof host - 2] = '\0';
+                strcat(host, ")");
+            }
+            agn_warn("rank %d%s: %s", comm->rank, host, agn_errmsg());
             /* the other ranks fail at their next wait instead of timing out
              * (with MPI this ends the whole job) */
             agn_comm_abort(comm, agn_errmsg());
