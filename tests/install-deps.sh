@@ -1,13 +1,16 @@
 #!/bin/sh
 # install-deps.sh: installs the Debian packages agn needs to build, test and
 # run its benchmarks, skipping what is already there.  Run as root on Debian
-# 12; elsewhere it only says what is missing.
+# 12; elsewhere it only says what is missing.  (iproute2 and util-linux make
+# the test hosts of tests/hosts.sh; slurm-wlm and munge the test cluster of
+# tests/slurm-train.sh, which starts its daemons itself: none is enabled or
+# started here.)
 #   tests/install-deps.sh          build + test dependencies
 #   tests/install-deps.sh --bench  also what the benchmarks compare against
 set -eu
 pkgs="build-essential autoconf automake pkg-config zlib1g-dev libyaml-dev
 libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin gnuplot-nox
-mandoc python3-torch python3-numpy time"
+mandoc python3-torch python3-numpy time iproute2 util-linux slurm-wlm munge"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs libjemalloc2 fasttext"
 
 missing=

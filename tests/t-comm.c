@@ -617,7 +617,8 @@ static int serve(int n, int fail_rank, long fail_after)
 static void test_detect(void)
 {
     static const char *const all[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
-                                      "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"};
+                                      "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS",
+                                      "PMI_FD"};
     static const struct {
         const char *env[4]; /* NAME=VALUE pairs, NULL-terminated */
         int launched, rank, world;
@@ -628,6 +629,7 @@ static void test_detect(void)
         {{"PMI_RANK=0", "PMI_SIZE=3"}, 1, 0, 3, "MPICH Hydra"},
         {{"SLURM_PROCID=5", "SLURM_STEP_NUM_TASKS=8"}, 1, 5, 8, "srun"},
         {{"SLURM_PROCID=0"}, 0, 0, 0, "a Slurm batch script (no job step)"},
+        {{"SLURM_PROCID=0", "SLURM_STEP_NUM_TASKS=1"}, 0, 0, 0, "a job step of one task"},
         {{"PMI_RANK=2", "PMI_SIZE=2"}, 0, 0, 0, "rank not below the size"},
         {{"OMPI_COMM_WORLD_RANK=x", "OMPI_COMM_WORLD_SIZE=2"}, 0, 0, 0, "a rank that is no number"},
         {{NULL}, 0, 0, 0, "no launcher"},
@@ -648,9 +650,44 @@ static void test_detect(void)
             CHECK(r == cases[i].rank && w == cases[i].world, "%s: rank %d of %d, not %d of %d", cases[i].what, r, w,
                   cases[i].rank, cases[i].world);
     }
+    /* srun without a PMI server (--mpi=none): refused, saying how to launch;
+     * with one (pmix, pmi2) or under mpirun: accepted */
+    static const struct {
+        const char *env[4];
+        int refused;
+        const char *launcher, *what;
+    } checks[] = {
+        {{"SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2"}, 1, "srun", "srun --mpi=none"},
+        {{"SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2", "PMIX_RANK=1"}, 0, "srun", "srun --mpi=pmix"},
+        {{"SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2", "PMI_FD=5", "PMI_RANK=1"}, 0, "srun", "srun --mpi=pmi2"},
+        {{"OMPI_COMM_WORLD_RANK=0", "OMPI_COMM_WORLD_SIZE=2", "SLURM_PROCID=0", "SLURM_STEP_NUM_TASKS=2"}, 0,
+         "Open MPI's mpirun", "mpirun in a Slurm allocation"},
+        {{NULL}, 0, NULL, "no launcher"},
+    };
+    for (size_t i = 0; i < AGN_ARRAY_LEN(checks); i++) {
+        for (size_t k = 0; k < AGN_ARRAY_LEN(all); k++) unsetenv(all[k]);
+        for (int k = 0; k < 4 && checks[i].env[k]; k++) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", checks[i].env[k]);
+            char *eq = strchr(buf, '=');
+            *eq = '\0';
+            setenv(buf, eq + 1, 1);
+        }
+        int rc = agn_mpi_check_launch();
+        CHECK(rc == (checks[i].refused ? -1 : 0), "%s: agn_mpi_check_launch returned %d", checks[i].what, rc);
+        if (rc != 0)
+            CHECK(strstr(agn_errmsg(), "srun started 2 tasks without MPI support") &&
+                      strstr(agn_errmsg(), "srun --mpi=pmix") && strstr(agn_errmsg(), "mpirun"),
+                  "%s: the message does not say how to launch: %s", checks[i].what, agn_errmsg());
+        const char *by = agn_mpi_launcher();
+        CHECK(checks[i].launcher ? by && strcmp(by, checks[i].launcher) == 0 : by == NULL,
+              "%s: launcher '%s', expected '%s'", checks[i].what, by ? by : "(none)",
+              checks[i].launcher ? checks[i].launcher : "(none)");
+    }
     for (size_t k = 0; k < AGN_ARRAY_LEN(all); k++) unsetenv(all[k]);
-    printf("%s - launcher detection: Open MPI, PMIx, Hydra, srun; none in a batch script, with a rank out of "
-           "range or not a number\n", failures ? "not ok" : "ok");
+    printf("%s - launcher detection: Open MPI, PMIx, Hydra, srun; none in a batch script, a step of one "
+           "task, with a rank out of range or not a number; srun without PMI refused, with pmix/pmi2 "
+           "or under mpirun accepted\n", failures ? "not ok" : "ok");
 }
 
 int main(int argc, char **argv)
