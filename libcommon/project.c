@@ -330,6 +330,8 @@ typedef struct {
 typedef struct {
     range *r;
     int n;
+    double *bucket; /* bytes of each trainer bucket, whole */
+    int nb;
 } ranges;
 
 /* train.c's buckets_plan: ranges of the gradient buffer cut at tensor
@@ -342,13 +344,15 @@ static void plan(const agn_model *m, uint64_t bucket, ranges *out, int *n_bucket
     size_t want = bucket / sizeof(float), end = m->n_params;
     if (want == 0) want = 1;
     out->r = agn_xcalloc((size_t)m->n_tensors * 3 + 3, sizeof *out->r);
-    out->n = 0;
+    out->bucket = agn_xcalloc((size_t)m->n_tensors + 1, sizeof *out->bucket);
+    out->n = out->nb = 0;
     *n_buckets = 0;
     for (int t = m->n_tensors - 1; t >= 0; t--) {
         size_t s = m->tensors[t].offset;
         if (end - s >= want || t == 0) {
             if (t == 0) s = 0;
             (*n_buckets)++;
+            out->bucket[out->nb++] = 4.0 * (double)(end - s);
             if (emb && s <= e0 && e1 <= end) {
                 if (s < e0) out->r[out->n++] = (range){4.0 * (double)(e0 - s), 0};
                 out->r[out->n++] = (range){4.0 * (double)(e1 - e0), 1};
@@ -368,6 +372,16 @@ static void step_comm(const agn_proj_group *g, const ranges *rg, const agn_link 
                       double *after, double *lat)
 {
     double o = 0, a = 0, z = 0;
+    if (g->dense) { /* every bucket all-reduced whole during backward, nothing after (DDP) */
+        for (int i = 0; i < rg->nb; i++) {
+            o += agn_link_time(l, AGN_BENCH_ALLREDUCE, rg->bucket[i], W);
+            z += agn_link_time(l, AGN_BENCH_ALLREDUCE, 1, W);
+        }
+        *over = o;
+        *after = 0;
+        *lat = z;
+        return;
+    }
     o += agn_link_time(l, AGN_BENCH_ALLREDUCE, (double)g->vocab, W); /* the token mask, u8 */
     z += agn_link_time(l, AGN_BENCH_ALLREDUCE, 1, W);
     for (int i = 0; i < rg->n; i++) {
@@ -537,7 +551,7 @@ static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o
                       "bytes; a larger batch per rank, or fewer, larger buckets, would help, a faster link "
                       "hardly.",
                   s->world, s->compute,
-                  (double)(g->n_msgs_overlap + (pl->link->shared ? 2 : g->n_msgs_after)), lat, 100 * lat / T);
+                  (double)(g->n_msgs_overlap + (pl->link->shared && !g->dense ? 2 : g->n_msgs_after)), lat, 100 * lat / T);
     else if (bw >= serial)
         sb_printf(&b, "The link is too slow for the gradient bytes: %.3g MB a step to reduce and %.3g MB "
                       "to gather take %.3g s an epoch exposed (%.0f%% of the epoch, R = %.2f) against %.3g s "
@@ -633,6 +647,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
                                                      : (double)g->vocab;
         if (o->emb_rows <= 0 && !isfinite(g->tokens_per_step))
             add_note(p, xasprintf("%s: no tokens column; the embedding is taken as reduced whole", r1->path));
+        g->dense = o->dense;
         g->n_msgs_overlap = 1;
         g->n_msgs_after = 1 + rg.n; /* the norm, the all-gathers (a barrier where shared) */
         for (int i = 0; i < rg.n; i++) {
@@ -640,6 +655,10 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             if (rg.r[i].sparse) g->emb_bytes = g->emb_rows * (double)g->dim * 4;
             else g->dense_bytes += rg.r[i].bytes;
             g->n_msgs_overlap++;
+        }
+        if (g->dense) {
+            g->n_msgs_overlap = rg.nb;
+            g->n_msgs_after = 0;
         }
         /* steps an epoch */
         double ex = NAN;
@@ -705,6 +724,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             verdict(g, pl, &p->o);
         }
         free(rg.r);
+        free(rg.bucket);
     }
     return 0;
 }
@@ -761,6 +781,10 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
                 g->steps, g->dense_bytes / 1e6, g->n_buckets, g->n_buckets == 1 ? "" : "s",
                 (unsigned long long)g->bucket_bytes, g->emb_rows, g->emb_bytes / 1e6, g->param_bytes / 1e6,
                 g->n_msgs_overlap, g->n_msgs_after);
+        if (g->dense)
+            fprintf(fp, "Priced as a dense reduction instead (--reduction dense, PyTorch DDP's scheme): "
+                        "%.3g MB all-reduced a step in %d bucket%s during backward, nothing after. ",
+                    g->param_bytes / 1e6, g->n_buckets, g->n_buckets == 1 ? "" : "s");
         if (g->calib_w)
             fprintf(fp, "Calibrated on the W=%ld run: %.0f%% of the overlappable communication hidden, "
                         "imbalance %.1f%% of compute, optimizer serial part %.0f%%.\n",

@@ -76,6 +76,7 @@ typedef struct {
     long calibrate;        /* W of the calibration run; 0: the smallest W > 1 measured; -1: none */
     double backward_share; /* of compute, the part communication can hide behind (2/3) */
     uint64_t bucket_bytes; /* 0: the run's */
+    int dense;             /* 1: price a dense all-reduce of every bucket instead (PyTorch DDP) */
 } agn_proj_opts;
 
 typedef struct {
@@ -102,6 +103,7 @@ typedef struct {
     double emb_rows, tokens_per_step, steps;
     double dense_bytes, emb_bytes, param_bytes; /* reduce-scattered, all-reduced, all-gathered */
     int n_buckets, n_msgs_overlap, n_msgs_after;
+    int dense;                     /* agn_proj_opts.dense */
     uint64_t bucket_bytes;
     /* calibration */
     long calib_w;                  /* 0: none */

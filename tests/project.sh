@@ -98,6 +98,15 @@ s n1 --preset NVLink3 --project 2,16 --bucket-size 256 --projection-csv proj.csv
 for w in 2 16; do check_row "$w" 256 300e9 10e-6 0 nvlink3; done
 ok "nvlink3, 256-byte buckets (6 buckets, 5 dense ranges): as computed here"
 
+# --reduction dense: one all-reduce of every gradient (one bucket), nothing after
+s n1 --preset pcie3 --reduction dense --project 4 --projection-csv proj.csv >dense.md 2>err || { cat err >&2; fail "--reduction dense"; }
+want=$(awk -v P="$P" 'BEGIN { printf "%.6g", 2.0 / 4 + 0.2 / 4 + 0.01 + 63 * (10e-6 + 4 * P * 1.5 / 15.75e9) }')
+got=$(awk -F, 'NR > 1 && $5 == 4 { print $13 }' proj.csv)
+awk -v g="$got" -v w="$want" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= 1e-4 * w) }' ||
+    fail "dense reduction at W=4: epoch $got, expected $want"
+grep -q 'dense reduction instead' dense.md || fail "the Markdown does not say the reduction is dense"
+ok "--reduction dense: W=4 epoch $got s as computed here"
+
 # a measured link: all-reduce only, linear in size: 20 us + bytes / 1 GB/s at W=2
 {
     echo "transport,impl,op,world_size,dtype,bytes,count,iters,time_us,time_max_us,algbw_gbs,busbw_gbs,wrong"
@@ -176,6 +185,7 @@ expect_fail 2 "'pcie9' is not a link preset \(pcie3, pcie4" agn-summarize n1 --p
 expect_fail 2 'need a link' agn-summarize n1 --project 1,2
 expect_fail 2 'ascending' agn-summarize n1 --preset pcie3 --project 4,2
 expect_fail 2 'hidden' agn-summarize n1 --preset pcie3 --hidden 1.5
+expect_fail 2 "'ring' is not agn or dense" agn-summarize n1 --preset pcie3 --reduction ring
 expect_fail 1 'calibrate 4: no run with 4 ranks' agn-summarize n1 n2 --preset pcie3 --calibrate 4
 cp n1/metrics.csv alone.csv
 expect_fail 1 "alone.csv.*config.yaml|config.yaml.*alone|config.yaml: No such file" agn-summarize alone.csv --preset pcie3

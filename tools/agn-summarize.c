@@ -48,6 +48,8 @@ static void usage(void)
            "      --emb-rows=N         embedding rows reduced a step (default: the tokens\n"
            "                           of a step, at most the vocabulary)\n"
            "      --bucket-size=BYTES  gradient bucket (default: the run's)\n"
+           "      --reduction=WHAT     agn (default): agn's sharded, sparse reduction;\n"
+           "                           dense: every bucket all-reduced whole (PyTorch DDP)\n"
            "      --projection-csv=FILE  also write the projection as CSV\n"
            "  -h, --help         show this help and exit\n"
            "  -V, --version      show the version and exit\n"
@@ -204,7 +206,7 @@ int main(int argc, char **argv)
     agn_set_progname(argv[0]);
     enum {
         OPT_NO_RENDER = 256, OPT_SINGLE, OPT_LINK, OPT_PRESET, OPT_PROJECT, OPT_DEVICES, OPT_SCALE,
-        OPT_CALIBRATE, OPT_HIDDEN, OPT_EMB_ROWS, OPT_BUCKET, OPT_PROJ_CSV,
+        OPT_CALIBRATE, OPT_HIDDEN, OPT_EMB_ROWS, OPT_BUCKET, OPT_PROJ_CSV, OPT_REDUCTION,
     };
     static const struct option longopts[] = {
         { "format", required_argument, NULL, 'f' },
@@ -222,6 +224,7 @@ int main(int argc, char **argv)
         { "emb-rows", required_argument, NULL, OPT_EMB_ROWS },
         { "bucket-size", required_argument, NULL, OPT_BUCKET },
         { "projection-csv", required_argument, NULL, OPT_PROJ_CSV },
+        { "reduction", required_argument, NULL, OPT_REDUCTION },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -302,6 +305,11 @@ int main(int argc, char **argv)
             if (po.bucket_bytes < 4) PUSAGE("--bucket-size: at least 4 bytes");
             break;
         case OPT_PROJ_CSV: proj_csv = optarg; break;
+        case OPT_REDUCTION:
+            if (strcmp(optarg, "agn") == 0) po.dense = 0;
+            else if (strcmp(optarg, "dense") == 0) po.dense = 1;
+            else PUSAGE("--reduction: '%s' is not agn or dense", optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
         case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
@@ -319,7 +327,7 @@ int main(int argc, char **argv)
     if (optind >= argc) PUSAGE("no run directories or metrics files given");
     int projecting = n_links > 0 || link_bad > 0;
     if (!projecting && (n_worlds || proj_csv || po.devices || po.compute_scale != 1 || po.calibrate ||
-                        po.hidden >= 0 || po.emb_rows > 0 || po.bucket_bytes))
+                        po.hidden >= 0 || po.emb_rows > 0 || po.bucket_bytes || po.dense))
         PUSAGE("the projection options need a link: --link FILE or --preset NAME");
     if (!n_worlds) {
         static const long dflt[] = { 1, 2, 4, 8, 16 };
