@@ -5,6 +5,7 @@
  * The work is in libcommon/summary.c; this file parses options, finds
  * gnuplot and runs it. */
 #include "config.h"
+#include "project.h"
 #include "summary.h"
 #include "util.h"
 
@@ -33,6 +34,23 @@ static void usage(void)
            "      --single       the runs are one comparison: fail if they do not form\n"
            "                     one group, naming what differs\n"
            "  -q, --quiet        no notes on stderr\n"
+           "\n"
+           "Projection to W devices over a link (see agn-summarize(1), Projection):\n"
+           "      --link=FILE          a link measured by agn-bench-comm --csv (repeatable)\n"
+           "      --preset=NAME        a named link: pcie3, pcie4, pcie5, nvlink2, nvlink3,\n"
+           "                           nvlink4, ib100, ib200, ib400 (repeatable)\n"
+           "      --project=LIST       world sizes to project (default 1,2,4,8,16)\n"
+           "      --devices=N          the ranks share N devices (default: one each)\n"
+           "      --compute-scale=X    compute, optimizer and data X times as fast\n"
+           "      --calibrate=W|none   the run whose overlap, imbalance and optimizer\n"
+           "                           calibrate the model (default: the smallest W > 1)\n"
+           "      --hidden=F           fraction of the overlappable communication hidden\n"
+           "      --emb-rows=N         embedding rows reduced a step (default: the tokens\n"
+           "                           of a step, at most the vocabulary)\n"
+           "      --bucket-size=BYTES  gradient bucket (default: the run's)\n"
+           "      --reduction=WHAT     agn (default): agn's sharded, sparse reduction;\n"
+           "                           dense: every bucket all-reduced whole (PyTorch DDP)\n"
+           "      --projection-csv=FILE  also write the projection as CSV\n"
            "  -h, --help         show this help and exit\n"
            "  -V, --version      show the version and exit\n"
            "\n"
@@ -157,9 +175,10 @@ static int render_one(const char *gnuplot, const char *dir, const char *name)
     return rc;
 }
 
-static int plots(const agn_summary *s, const char *dir, int render)
+static int plots(const agn_summary *s, const agn_projection *pj, const char *dir, int render)
 {
     if (agn_summary_write_plots(s, dir) != 0) return -1;
+    if (pj && agn_projection_write_plots(pj, s, dir) != 0) return -1;
     if (!render) {
         agn_warn("plot data and scripts in %s; render them with: gnuplot %s/*.gp", dir, dir);
         return 0;
@@ -174,6 +193,8 @@ static int plots(const agn_summary *s, const char *dir, int render)
     int rc = 0;
     for (int i = 0; agn_summary_plot_names[i] && rc == 0; i++)
         rc = render_one(gp, dir, agn_summary_plot_names[i]);
+    for (int i = 0; pj && agn_projection_plot_names[i] && rc == 0; i++)
+        rc = render_one(gp, dir, agn_projection_plot_names[i]);
     free(gp);
     return rc;
 }
@@ -183,13 +204,27 @@ static int plots(const agn_summary *s, const char *dir, int render)
 int main(int argc, char **argv)
 {
     agn_set_progname(argv[0]);
-    enum { OPT_NO_RENDER = 256, OPT_SINGLE };
+    enum {
+        OPT_NO_RENDER = 256, OPT_SINGLE, OPT_LINK, OPT_PRESET, OPT_PROJECT, OPT_DEVICES, OPT_SCALE,
+        OPT_CALIBRATE, OPT_HIDDEN, OPT_EMB_ROWS, OPT_BUCKET, OPT_PROJ_CSV, OPT_REDUCTION,
+    };
     static const struct option longopts[] = {
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, 'o' },
         { "plot", required_argument, NULL, 'p' },
         { "no-render", no_argument, NULL, OPT_NO_RENDER },
         { "single", no_argument, NULL, OPT_SINGLE },
+        { "link", required_argument, NULL, OPT_LINK },
+        { "preset", required_argument, NULL, OPT_PRESET },
+        { "project", required_argument, NULL, OPT_PROJECT },
+        { "devices", required_argument, NULL, OPT_DEVICES },
+        { "compute-scale", required_argument, NULL, OPT_SCALE },
+        { "calibrate", required_argument, NULL, OPT_CALIBRATE },
+        { "hidden", required_argument, NULL, OPT_HIDDEN },
+        { "emb-rows", required_argument, NULL, OPT_EMB_ROWS },
+        { "bucket-size", required_argument, NULL, OPT_BUCKET },
+        { "projection-csv", required_argument, NULL, OPT_PROJ_CSV },
+        { "reduction", required_argument, NULL, OPT_REDUCTION },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -197,6 +232,20 @@ int main(int argc, char **argv)
     };
     const char *format = "md", *output = "-", *plotdir = NULL;
     int render = 1, single = 0, quiet = 0, c;
+    /* the projection: links in command-line order */
+    agn_link links[32];
+    int n_links = 0, link_bad = 0;
+    long worlds[64];
+    int n_worlds = 0;
+    const char *proj_csv = NULL;
+    agn_proj_opts po = { .compute_scale = 1, .hidden = -1, .calibrate = 0 };
+    long lv;
+    double dv;
+#define PUSAGE(...)                                   \
+    do {                                              \
+        for (int q = 0; q < n_links; q++) agn_link_free(&links[q]); \
+        return agn_usage_error(__VA_ARGS__);          \
+    } while (0)
     while ((c = getopt_long(argc, argv, "f:o:p:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
@@ -204,10 +253,68 @@ int main(int argc, char **argv)
         case 'p': plotdir = optarg; break;
         case OPT_NO_RENDER: render = 0; break;
         case OPT_SINGLE: single = 1; break;
+        case OPT_LINK:
+        case OPT_PRESET:
+            if (n_links == (int)AGN_ARRAY_LEN(links)) PUSAGE("too many links");
+            if ((c == OPT_LINK ? agn_link_read(&links[n_links], optarg)
+                               : agn_link_preset(&links[n_links], optarg)) != 0) {
+                if (c == OPT_PRESET) PUSAGE("--preset: %s", agn_errmsg());
+                agn_warn_err(); /* a bad file: reported with the bad runs below */
+                link_bad++;
+                break;
+            }
+            n_links++;
+            break;
+        case OPT_PROJECT: {
+            char *copy = agn_xstrdup(optarg), *save = NULL;
+            n_worlds = 0;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (n_worlds == (int)AGN_ARRAY_LEN(worlds) ||
+                    agn_parse_long(t, 1, 1 << 20, "--project", &lv) != 0 ||
+                    (n_worlds && lv <= worlds[n_worlds - 1])) {
+                    free(copy);
+                    PUSAGE("--project: '%s': expected ascending world sizes, e.g. 1,2,4,8", optarg);
+                }
+                worlds[n_worlds++] = lv;
+            }
+            free(copy);
+            if (!n_worlds) PUSAGE("--project: no world size given");
+            break;
+        }
+        case OPT_DEVICES:
+            if (agn_parse_long(optarg, 1, 1 << 20, "--devices", &po.devices) != 0) PUSAGE("%s", agn_errmsg());
+            break;
+        case OPT_SCALE:
+            if (agn_parse_double(optarg, 1e-6, 1e9, "--compute-scale", &po.compute_scale) != 0)
+                PUSAGE("%s", agn_errmsg());
+            break;
+        case OPT_CALIBRATE:
+            if (strcmp(optarg, "none") == 0) po.calibrate = -1;
+            else if (agn_parse_long(optarg, 2, 1 << 20, "--calibrate", &po.calibrate) != 0)
+                PUSAGE("%s (or none)", agn_errmsg());
+            break;
+        case OPT_HIDDEN:
+            if (agn_parse_double(optarg, 0, 1, "--hidden", &po.hidden) != 0) PUSAGE("%s", agn_errmsg());
+            break;
+        case OPT_EMB_ROWS:
+            if (agn_parse_double(optarg, 1, 1e9, "--emb-rows", &dv) != 0) PUSAGE("%s", agn_errmsg());
+            po.emb_rows = dv;
+            break;
+        case OPT_BUCKET:
+            if (agn_parse_size(optarg, "--bucket-size", &po.bucket_bytes) != 0) PUSAGE("%s", agn_errmsg());
+            if (po.bucket_bytes < 4) PUSAGE("--bucket-size: at least 4 bytes");
+            break;
+        case OPT_PROJ_CSV: proj_csv = optarg; break;
+        case OPT_REDUCTION:
+            if (strcmp(optarg, "agn") == 0) po.dense = 0;
+            else if (strcmp(optarg, "dense") == 0) po.dense = 1;
+            else PUSAGE("--reduction: '%s' is not agn or dense", optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
         case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
         default: /* getopt_long has said what is wrong */
+            for (int q = 0; q < n_links; q++) agn_link_free(&links[q]);
             fprintf(stderr, "Try '%s --help' for more information.\n", agn_progname);
             return AGN_EXIT_USAGE;
         }
@@ -216,38 +323,56 @@ int main(int argc, char **argv)
     if (strcmp(format, "md") == 0) writer = agn_summary_write_md;
     else if (strcmp(format, "csv") == 0) writer = agn_summary_write_csv;
     else if (strcmp(format, "json") == 0) writer = agn_summary_write_json;
-    else return agn_usage_error("--format: '%s' is not md, csv or json", format);
-    if (optind >= argc) return agn_usage_error("no run directories or metrics files given");
-    if (!plotdir && !render) return agn_usage_error("--no-render needs --plot");
-    if (plotdir && !*plotdir) return agn_usage_error("--plot: empty directory name");
+    else PUSAGE("--format: '%s' is not md, csv or json", format);
+    if (optind >= argc) PUSAGE("no run directories or metrics files given");
+    int projecting = n_links > 0 || link_bad > 0;
+    if (!projecting && (n_worlds || proj_csv || po.devices || po.compute_scale != 1 || po.calibrate ||
+                        po.hidden >= 0 || po.emb_rows > 0 || po.bucket_bytes || po.dense))
+        PUSAGE("the projection options need a link: --link FILE or --preset NAME");
+    if (!n_worlds) {
+        static const long dflt[] = { 1, 2, 4, 8, 16 };
+        for (size_t i = 0; i < AGN_ARRAY_LEN(dflt); i++) worlds[n_worlds++] = dflt[i];
+    }
+    po.worlds = worlds;
+    po.n_worlds = n_worlds;
+    if (!plotdir && !render) PUSAGE("--no-render needs --plot");
+    if (plotdir && !*plotdir) PUSAGE("--plot: empty directory name");
     agn_cleanup_on_signals();
 
     /* every input is read, so that one pass reports every bad one; any bad
      * input means no summary: a table missing a run would be wrong */
     agn_summary s = { 0 };
-    int bad = 0;
+    int bad = link_bad;
     for (int i = optind; i < argc; i++)
         if (agn_summary_read(&s, argv[i]) != 0) {
             agn_warn_err();
             bad++;
         }
     if (bad) {
-        agn_warn("%d of %d input%s unreadable: no summary written", bad, argc - optind,
-                 argc - optind == 1 ? "" : "s");
+        agn_warn("%d of %d input%s unreadable: no summary written", bad, argc - optind + link_bad,
+                 argc - optind + link_bad == 1 ? "" : "s");
         agn_summary_free(&s);
+        for (int q = 0; q < n_links; q++) agn_link_free(&links[q]);
         return AGN_EXIT_ERROR;
     }
-    if (agn_summary_compute(&s, single) != 0) {
+    agn_projection pj = { 0 };
+    if (agn_summary_compute(&s, single) != 0 ||
+        (projecting && agn_project(&pj, &s, links, n_links, &po) != 0)) {
         agn_warn_err();
+        agn_projection_free(&pj);
         agn_summary_free(&s);
+        for (int q = 0; q < n_links; q++) agn_link_free(&links[q]);
         return AGN_EXIT_ERROR;
     }
     if (!quiet)
         for (int i = 0; i < s.n_notes; i++) agn_warn("note: %s", s.notes[i]);
+    if (!quiet)
+        for (int i = 0; i < pj.n_notes; i++) agn_warn("note: %s", pj.notes[i]);
 
     int status = AGN_EXIT_OK;
     agn_out out;
-    if (agn_out_open(&out, output) != 0 || writer(&s, out.fp) != 0) {
+    if (agn_out_open(&out, output) != 0 || writer(&s, out.fp) != 0 ||
+        (projecting && writer == agn_summary_write_md && agn_projection_write_md(&pj, &s, out.fp) != 0)) {
         if (out.fp) {
             agn_seterr_errno("%s", output);
             agn_out_abort(&out);
@@ -258,10 +383,27 @@ int main(int argc, char **argv)
         agn_warn_err();
         status = AGN_EXIT_ERROR;
     }
-    if (status == AGN_EXIT_OK && plotdir && plots(&s, plotdir, render) != 0) {
+    if (status == AGN_EXIT_OK && projecting && proj_csv) {
+        agn_out pc;
+        if (agn_out_open(&pc, proj_csv) != 0) {
+            agn_warn_err();
+            status = AGN_EXIT_ERROR;
+        } else if (agn_projection_write_csv(&pj, &s, pc.fp) != 0) {
+            agn_seterr_errno("%s", proj_csv);
+            agn_out_abort(&pc);
+            agn_warn_err();
+            status = AGN_EXIT_ERROR;
+        } else if (agn_out_commit(&pc) != 0) {
+            agn_warn_err();
+            status = AGN_EXIT_ERROR;
+        }
+    }
+    if (status == AGN_EXIT_OK && plotdir && plots(&s, projecting ? &pj : NULL, plotdir, render) != 0) {
         agn_warn_err();
         status = AGN_EXIT_ERROR;
     }
+    agn_projection_free(&pj);
+    for (int q = 0; q < n_links; q++) agn_link_free(&links[q]);
     agn_summary_free(&s);
     if (agn_close_stdout() != 0 && status == AGN_EXIT_OK) {
         agn_warn_err();
