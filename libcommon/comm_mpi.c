@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 /* Which environment variables a launcher sets: Open MPI (and PMIx), MPICH's
@@ -115,19 +116,30 @@ static int mpi_err(int rc, const char *what)
     return agn_seterr("%s: %s", what, s);
 }
 
-/* Drives REQ to completion, sleeping a little longer each time (20 us up to
- * 1 ms) so that the thread leaves the cores to compute; fails after the
- * communicator's timeout. */
+/* Drives REQ to completion.  MPI moves the bytes of a non-blocking
+ * collective only inside MPI calls (here MPI_Test): with Open MPI's TCP
+ * transport each round of the collective's schedule waits for the next
+ * test.  So the thread tests back to back for the first SPIN_S seconds,
+ * yielding the CPU between tests (a compute thread that wants the core gets
+ * it); a collective still waiting then (a peer is late) is tested after
+ * sleeps of 20 us growing to 1 ms, so that a long wait leaves the cores
+ * alone.  Fails after the communicator's timeout. */
+#define SPIN_S 0.05
 static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
 {
-    double deadline = agn_now() + c->timeout_s;
+    double start = agn_now(), deadline = start + c->timeout_s;
     long ns = 20000;
     for (;;) {
         int flag = 0, rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_err(rc, what);
         if (flag) return 0;
-        if (agn_now() > deadline)
+        double now = agn_now();
+        if (now > deadline)
             return agn_seterr("%s timed out after %g s (see --comm-timeout)", what, c->timeout_s);
+        if (now - start < SPIN_S) {
+            sched_yield();
+            continue;
+        }
         struct timespec ts = {0, ns};
         nanosleep(&ts, NULL);
         if (ns < 1000000) ns *= 2;
@@ -176,24 +188,34 @@ static int mpi_init(agn_comm *c, mpi_state *ms)
     return 0;
 }
 
-static void sum_into(unsigned char *y, const unsigned char *x, size_t n, agn_dtype t)
+/* OUT[i] = ((c_0[i] + c_1[i]) + c_2[i]) + ... + c_{W-1}[i] for N elements,
+ * rank order, where c_R is OWN (this rank's chunk, never sent to itself)
+ * and c_k the chunk received from rank k at TMP + k * N elements.  OUT may
+ * be OWN: one pass over blocks small enough to stay in cache, each read
+ * whole before it is written. */
+#define SUM_BLOCK 1024
+#define SUM_LOOP(T)                                                                                 \
+    do {                                                                                            \
+        T acc[SUM_BLOCK];                                                                           \
+        const T *c0 = r == 0 ? (const T *)own : (const T *)tmp;                                     \
+        for (size_t b = 0; b < n; b += SUM_BLOCK) {                                                 \
+            size_t m = n - b < SUM_BLOCK ? n - b : SUM_BLOCK;                                       \
+            for (size_t i = 0; i < m; i++) acc[i] = c0[b + i];                                      \
+            for (size_t k = 1; k < W; k++) {                                                        \
+                const T *ck = k == r ? (const T *)own : (const T *)tmp + k * n;                     \
+                for (size_t i = 0; i < m; i++) acc[i] = (T)(acc[i] + ck[b + i]);                    \
+            }                                                                                       \
+            memcpy((T *)out + b, acc, m * sizeof(T));                                               \
+        }                                                                                           \
+    } while (0)
+
+static void sum_ranks(unsigned char *out, const unsigned char *own, const unsigned char *tmp, size_t n,
+                      size_t W, size_t r, agn_dtype t)
 {
     switch (t) {
-    case AGN_F32: {
-        float *restrict a = (float *)y;
-        const float *restrict b = (const float *)x;
-        for (size_t i = 0; i < n; i++) a[i] += b[i];
-        break;
-    }
-    case AGN_F64: {
-        double *restrict a = (double *)y;
-        const double *restrict b = (const double *)x;
-        for (size_t i = 0; i < n; i++) a[i] += b[i];
-        break;
-    }
-    case AGN_U8:
-        for (size_t i = 0; i < n; i++) y[i] = (uint8_t)(y[i] + x[i]);
-        break;
+    case AGN_F32: SUM_LOOP(float); break;
+    case AGN_F64: SUM_LOOP(double); break;
+    case AGN_U8: SUM_LOOP(uint8_t); break;
     }
 }
 
@@ -212,9 +234,9 @@ static int mpi_allreduce(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t 
         }
         for (size_t k = 0; k < W; k++) {
             size_t klo = n * k / W, khi = n * (k + 1) / W;
-            ms->scount[k] = (int)((khi - klo) * es);
+            ms->scount[k] = k == r ? 0 : (int)((khi - klo) * es);
             ms->sdispl[k] = (int)(klo * es);
-            ms->rcount[k] = (int)(mine * es);
+            ms->rcount[k] = k == r ? 0 : (int)(mine * es);
             ms->rdispl[k] = (int)(k * mine * es);
         }
         MPI_Request req;
@@ -223,10 +245,8 @@ static int mpi_allreduce(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t 
         if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Ialltoallv)");
         if (mpi_complete(c, &req, "all-reduce") != 0) return -1;
         /* rank order 0, 1, ..., W-1 */
-        if (mine > 0) {
-            memcpy(p + lo * es, ms->tmp, mine * es);
-            for (size_t k = 1; k < W; k++) sum_into(p + lo * es, ms->tmp + k * mine * es, mine, t);
-        }
+        if (mine > 0) sum_ranks(p + lo * es, p + lo * es, ms->tmp, mine, W, r, t);
+        ms->scount[r] = (int)(mine * es); /* the all-gather counts every shard */
         rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, p, ms->scount, ms->sdispl, MPI_BYTE,
                              MPI_COMM_WORLD, &req);
         if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Iallgatherv)");
@@ -268,15 +288,13 @@ static int mpi_reduce_scatter(agn_comm *c, mpi_state *ms, unsigned char *buf, si
         ms->tmp_bytes = W * mine * es;
         ms->tmp = agn_xmalloc(ms->tmp_bytes);
     }
+    ms->scount[c->rank] = ms->rcount[c->rank] = 0; /* its own shard is read in place */
     MPI_Request req;
     int rc = MPI_Ialltoallv(buf, ms->scount, ms->sdispl, MPI_BYTE, ms->tmp, ms->rcount, ms->rdispl,
                             MPI_BYTE, MPI_COMM_WORLD, &req);
     if (rc != MPI_SUCCESS) return mpi_err(rc, "reduce-scatter (MPI_Ialltoallv)");
     if (mpi_complete(c, &req, "reduce-scatter") != 0) return -1;
-    if (mine > 0) {
-        memcpy(buf + lo * es, ms->tmp, mine * es);
-        for (size_t k = 1; k < W; k++) sum_into(buf + lo * es, ms->tmp + k * mine * es, mine, t);
-    }
+    if (mine > 0) sum_ranks(buf + lo * es, buf + lo * es, ms->tmp, mine, W, (size_t)c->rank, t);
     return 0;
 }
 
