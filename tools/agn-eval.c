@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "checkpoint.h"
+#include "device.h"
 #include "evaluate.h"
 #include "model.h"
 #include "runconfig.h"
@@ -21,11 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 static void usage(void)
 {
@@ -259,10 +255,7 @@ int main(int argc, char **argv)
     if (optind >= argc) return agn_usage_error("no checkpoint given");
     if (optind + 1 >= argc) return agn_usage_error("no shards given (or - for a token stream on stdin)");
     if (threads == 0) threads = agn_cpu_count();
-#ifdef _OPENMP
-    omp_set_num_threads((int)threads);
-#endif
-    if (openblas_set_num_threads) openblas_set_num_threads((int)threads);
+    agn_cpu_set_threads((int)threads);
 
     const char *ckpt = argv[optind];
     evaluator e;
