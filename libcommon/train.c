@@ -757,6 +757,13 @@ static int train_loop(trainer *t)
                  epoch_done ? "" : " (partial)", acc.steps, acc.time, acc.time > 0 ? acc.samples / acc.time : 0,
                  acc.samples > 0 ? acc.loss_sum / acc.samples : NAN, val);
             if (have) agn_metrics_free(&vm);
+            if (t->world > 1) {
+                double vb, vd;
+                agn_zero_take_volume(&t->zero, &vb, &vd);
+                agn_rundir_log(&t->rd, 0,
+                               "epoch %u: gradients reduced %.2f MB a step (the embedding's rows of the batch only; "
+                               "%.2f MB dense)", epoch + 1, vb / 1e6, vd / 1e6);
+            }
         }
         if (stop_now == 1) {
             agn_rundir_log(&t->rd, 1, "stopped after %llu steps (--max-steps); resume with --resume %s/last.safetensors",

@@ -127,6 +127,8 @@ static int sparse_start(agn_zero *z, agn_zero_range *r)
 {
     agn_model *m = z->m;
     if (m->ops->rows(m, z->packed, m->grads + r->start, z->rows, z->n_rows, z->dim, 0) != 0) return -1;
+    z->volume += (double)(z->n_rows * z->dim);
+    z->volume_dense += (double)(r->end - r->start);
     return agn_comm_allreduce_start(z->comm, z->packed, z->n_rows * z->dim, AGN_F32, &z->emb_req);
 }
 
@@ -138,6 +140,11 @@ int agn_zero_reduce_start(agn_zero *z, int b)
                            : agn_comm_reduce_scatter_start(z->comm, z->m->grads + r->start,
                                                            r->end - r->start, AGN_F32, &r->req);
         if (rc != 0) return -1;
+        if (!r->sparse) {
+            z->volume += (double)(r->end - r->start);
+            z->volume_dense += (double)(r->end - r->start);
+        }
+        if (b == z->n_buckets - 1 && i == z->bucket_count[b] - 1) z->volume_steps++;
     }
     return 0;
 }
@@ -261,4 +268,13 @@ int agn_zero_gather(agn_zero *z, float *buf)
     }
     if (wait_all(z, NULL) != 0) rc = -1;
     return rc;
+}
+
+void agn_zero_take_volume(agn_zero *z, double *bytes, double *bytes_dense)
+{
+    double steps = z->volume_steps > 0 ? (double)z->volume_steps : 1;
+    *bytes = z->volume * sizeof(float) / steps;
+    *bytes_dense = z->volume_dense * sizeof(float) / steps;
+    z->volume = z->volume_dense = 0;
+    z->volume_steps = 0;
 }

@@ -67,6 +67,10 @@ typedef struct {
     float *packed;          /* [vocab * dim] their gradients (backend memory) */
     agn_comm_req *emb_req;
     agn_span *spans;        /* scratch: the spans of the norm and the clipping */
+    /* gradient elements reduced, summed over the steps since the last
+     * agn_zero_take_volume, and what a dense embedding would have sent */
+    double volume, volume_dense;
+    long volume_steps;
     int shared_params;      /* m->params is agn_comm_shared() memory: no all-gather */
     /* the caller's per-step numbers, summed over the ranks by the step's
      * norm all-reduce (no collective of their own): [n_stats], the caller
@@ -107,6 +111,10 @@ int agn_zero_reduce_start(agn_zero *z, int b);
  * message if a collective failed. */
 int agn_zero_adamw_step(agn_zero *z, const agn_optim_config *oc, long step, float lr,
                         double compute_s, agn_zero_step *out);
+/* The mean gradient bytes reduced per step since the last call (the
+ * buffers handed to the transport; a ring moves 2(W-1)/W of them per rank),
+ * with the sparse embedding and as a dense one would; resets the sums. */
+void agn_zero_take_volume(agn_zero *z, double *bytes, double *bytes_dense);
 /* All-gathers BUF (the Adam moments, before a checkpoint). */
 int agn_zero_gather(agn_zero *z, float *buf);
 
