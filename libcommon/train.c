@@ -125,7 +125,9 @@ static int buckets_finish(buckets *bk, double *waited)
 typedef struct {
     const agn_train_opts *o;
     agn_config *cfg;
-    agn_comm *comm;
+    agn_comm *comm;  /* host buffers (loss, metrics, position); the job's transport */
+    agn_comm *gcomm; /* the model's buffers (gradients, weights, moments): comm, or staged over it */
+    agn_comm *staged;
     int rank, world;
     agn_dataset train, val;
     int have_val;
@@ -310,6 +312,27 @@ static int setup_data(trainer *t)
     return find_vocab(t);
 }
 
+static const char *transport_name(const agn_comm *c)
+{
+    return c->ops && c->ops->name ? c->ops->name : "none";
+}
+
+/* The staged transport's copies (comm.h): after the model's queued work. */
+static int model_to_host(void *ctx, void *host, const void *dev, size_t bytes)
+{
+    agn_model *m = ctx;
+    if (bytes % sizeof(float)) return agn_seterr("staged copy of %zu bytes: not whole floats", bytes);
+    if (m->ops->wait(m, NULL) != 0) return -1;
+    return m->ops->to_host(m, host, dev, bytes / sizeof(float));
+}
+
+static int model_from_host(void *ctx, void *dev, const void *host, size_t bytes)
+{
+    agn_model *m = ctx;
+    if (bytes % sizeof(float)) return agn_seterr("staged copy of %zu bytes: not whole floats", bytes);
+    return m->ops->from_host(m, dev, host, bytes / sizeof(float));
+}
+
 static int setup_model(trainer *t)
 {
     agn_model_config mc = agn_config_model(t->cfg);
@@ -326,6 +349,17 @@ static int setup_model(trainer *t)
                          : ops->host_memory ? AGN_PREC_FP32 : AGN_PREC_BF16;
     if (agn_model_create_on(&t->m, &mc, rows, ops, t->o->device_index, prec) != 0) return -1;
     if (agn_model_alloc_optim(&t->m) != 0) return -1;
+    /* The collectives on the model's buffers run where they live: a device
+     * backend over a host transport (CUDA ranks without NCCL, or several on
+     * one GPU) goes through host staging copies.  AGN_TEST_STAGED forces
+     * the staging on the CPU too, so the tests cover it bit for bit. */
+    t->gcomm = t->comm;
+    const char *ts = getenv("AGN_TEST_STAGED");
+    if (t->world > 1 && ((!ops->host_memory && strcmp(transport_name(t->comm), "nccl") != 0) || (ts && *ts))) {
+        agn_comm_copier cp = {.ctx = &t->m, .to_host = model_to_host, .from_host = model_from_host};
+        t->staged = agn_comm_staged_create(t->comm, &cp);
+        t->gcomm = t->staged;
+    }
     /* --pad-to-max: compute every padded position as a padded implementation
      * does (same loss and gradients up to rounding), so the gain of skipping
      * pads can be measured apart from the rest */
@@ -333,21 +367,21 @@ static int setup_model(trainer *t)
     /* ranks on one host share one copy of the parameters (zero.h): rank 0
      * initialises it, the barrier publishes it */
     void *shared = NULL;
-    if (ops->host_memory && agn_comm_shared(t->comm, t->m.n_params * sizeof(float), &shared) != 0) return -1;
+    if (ops->host_memory && agn_comm_shared(t->gcomm, t->m.n_params * sizeof(float), &shared) != 0) return -1;
     if (shared && agn_model_use_params(&t->m, shared) != 0) return -1;
     if ((!shared || t->rank == 0) && agn_model_init_weights(&t->m, t->cfg->seed) != 0) return -1;
-    if (shared && agn_comm_barrier(t->comm) != 0) return -1;
+    if (shared && agn_comm_barrier(t->gcomm) != 0) return -1;
     if (!ops->host_memory) {
         t->host_params = agn_xalloc_aligned(t->m.n_params * sizeof(float));
         t->host_m = agn_xalloc_aligned(t->m.n_params * sizeof(float));
         t->host_v = agn_xalloc_aligned(t->m.n_params * sizeof(float));
     }
     agn_batch_alloc(&t->bb, rows, (int)t->cfg->max_len);
-    buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->comm);
+    buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->gcomm);
     t->m.on_grad_ready = on_grad_ready;
     if (t->world > 1) {
         t->bk.zero = &t->zero;
-        if (agn_zero_plan(&t->zero, &t->m, t->comm, t->bk.n, t->bk.start, t->bk.end) != 0) return -1;
+        if (agn_zero_plan(&t->zero, &t->m, t->gcomm, t->bk.n, t->bk.start, t->bk.end) != 0) return -1;
         t->zero.shared_params = t->m.params_external;
         t->union_mark = agn_xcalloc((size_t)mc.vocab_size, 1);
         t->union_rows = agn_xcalloc((size_t)mc.vocab_size, sizeof *t->union_rows);
@@ -442,10 +476,10 @@ static int setup_resume(trainer *t)
     if (all < t->world) return agn_seterr("rank 0 could not read %s", path);
     if (agn_comm_broadcast(t->comm, &pos, sizeof pos, AGN_U8, 0) != 0) return -1;
     /* shared parameters: rank 0 restored the one copy, before the all-reduce above */
-    if (!t->m.params_external && agn_comm_broadcast(t->comm, t->m.params, t->m.n_params, AGN_F32, 0) != 0)
+    if (!t->m.params_external && agn_comm_broadcast(t->gcomm, t->m.params, t->m.n_params, AGN_F32, 0) != 0)
         return -1;
-    if (agn_comm_broadcast(t->comm, t->m.adam_m, t->m.n_params, AGN_F32, 0) != 0) return -1;
-    if (agn_comm_broadcast(t->comm, t->m.adam_v, t->m.n_params, AGN_F32, 0) != 0) return -1;
+    if (agn_comm_broadcast(t->gcomm, t->m.adam_m, t->m.n_params, AGN_F32, 0) != 0) return -1;
+    if (agn_comm_broadcast(t->gcomm, t->m.adam_v, t->m.n_params, AGN_F32, 0) != 0) return -1;
     t->pos.epoch = pos.epoch;
     t->pos.step = pos.step;
     t->pos.cursor = pos.cursor;
@@ -784,11 +818,6 @@ static int train_loop(trainer *t)
 
 /* ---- entry ------------------------------------------------------------------------------ */
 
-static const char *transport_name(const agn_comm *c)
-{
-    return c->ops && c->ops->name ? c->ops->name : "none";
-}
-
 /* What config.yaml's run: section and metrics.csv's fixed columns say. */
 static void fill_info(trainer *t)
 {
@@ -798,7 +827,7 @@ static void fill_info(trainer *t)
     ri->world = t->world;
     ri->threads = o->threads;
     ri->bound_cpus = agn_launch_bound();
-    ri->transport = transport_name(t->comm);
+    ri->transport = transport_name(t->gcomm);
     ri->backend = t->m.ops->name;
     ri->device = t->device;
     ri->train_paths = o->train_paths;
@@ -878,8 +907,9 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
         agn_batch_free(&t->bb);
         buckets_free(&t->bk);
         if (t->world > 1) agn_zero_free(&t->zero);
-        agn_model_free(&t->m);
     }
+    agn_comm_free(t->staged);
+    if (t->m.params) agn_model_free(&t->m);
     if (t->vocab) agn_vocab_free(t->vocab);
     agn_dataset_free(&t->train);
     agn_dataset_free(&t->val);
