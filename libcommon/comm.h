@@ -5,7 +5,8 @@
  * one rank every call is a no-op.
  *
  * Transports: "none" (one rank, comm.c), "local" (ranks forked on one host,
- * shared memory), "mpi" (ranks across hosts), and later "nccl".  Buffers live
+ * shared memory), "mpi" (ranks across hosts), "staged" (device buffers over
+ * local or mpi, comm_staged.c), and "nccl".  Buffers live
  * where the transport computes: host memory for none/local/mpi, device memory
  * (on the stream the transport was created with) for nccl; counts are in
  * elements, never bytes.
@@ -122,6 +123,22 @@ void agn_local_seg_abort(agn_local_seg *seg, int rank, const char *why);
 /* The first abort's message and rank, or NULL if the job was not aborted. */
 const char *agn_local_seg_aborted(agn_local_seg *seg, int *rank);
 void agn_local_seg_free(agn_local_seg *seg);
+
+/* ---- staged: device buffers over a host transport (comm_staged.c) -------- */
+
+/* How the staged transport moves BYTES between the device memory of the
+ * caller's buffers and host memory; each copy comes after the device work
+ * already queued on those buffers.  0, or -1 with a message. */
+typedef struct {
+    void *ctx;
+    int (*to_host)(void *ctx, void *host, const void *dev, size_t bytes);
+    int (*from_host)(void *ctx, void *dev, const void *host, size_t bytes);
+} agn_comm_copier;
+/* A communicator whose collectives take device buffers and run on HOST
+ * (local or mpi) through host staging copies made by CP: CUDA ranks that
+ * cannot use NCCL (several on one GPU) still train together.  Same ranks,
+ * world and timeout as HOST, which stays the caller's, to free after it. */
+agn_comm *agn_comm_staged_create(agn_comm *host, const agn_comm_copier *cp);
 
 /* ---- mpi: one process per rank under mpirun or srun (comm_mpi.c) --------- */
 

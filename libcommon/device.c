@@ -1,9 +1,53 @@
-/* device.c: the CPU-only side of device.h, used when agn is built without
+/* device.c: the CPU side of device.h (the cores this process may use, the
+ * CPU's name), and the CUDA queries' stand-ins when agn is built without
  * CUDA. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "config.h"
 #include "device.h"
 
+#include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* OpenBLAS' own thread count, when the BLAS linked is OpenBLAS. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+int agn_cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+const char *agn_cpu_name(char *buf, size_t n)
+{
+    snprintf(buf, n, "cpu");
+    FILE *fp = fopen("/proc/cpuinfo", "r");
+    if (!fp) return buf;
+    char line[512];
+    while (fgets(line, sizeof line, fp)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        char *p = strchr(line, ':');
+        if (!p) break;
+        p++;
+        while (*p == ' ' || *p == '\t') p++;
+        size_t k = 0;
+        for (; *p && *p != '\n' && k + 1 < n; p++) {
+            if (*p == ',' || *p == '"') continue;
+            if (*p == ' ' && k > 0 && buf[k - 1] == ' ') continue;
+            buf[k++] = *p;
+        }
+        buf[k] = '\0';
+        break;
+    }
+    fclose(fp);
+    return buf;
+}
 
 #ifndef HAVE_CUDA
 int agn_cuda_device_count(void) { return 0; }
@@ -15,3 +59,11 @@ const char *agn_cuda_device_name(int i, char *buf, int n)
     return buf;
 }
 #endif
+
+void agn_cpu_set_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    if (openblas_set_num_threads) openblas_set_num_threads(n);
+}

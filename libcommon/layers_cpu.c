@@ -124,7 +124,7 @@ static void colsum_acc(float *cols, const float *a, int N, int C, int lda)
 
 /* ---- embedding ---------------------------------------------------------- */
 
-void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
+void agn_embedding_forward_cpu(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
                        const float *pos_emb, int N, int D)
 {
 #pragma omp parallel for schedule(static)
@@ -136,7 +136,7 @@ void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const
     }
 }
 
-void embedding_backward(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
+void agn_embedding_backward_cpu(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
                         const int32_t *pos, int N, int D)
 {
     /* Rows sharing a token id or a position add into the same gradient row,
@@ -175,7 +175,7 @@ AGN_KERNEL static void layernorm_row(float *o, float *mean, float *rstd, const f
     *rstd = rs;
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+void agn_layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int D)
 {
 #pragma omp parallel for schedule(static)
@@ -202,7 +202,7 @@ AGN_KERNEL static void layernorm_backward_row(float *di, const float *g, const f
     }
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_layernorm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean,
                         const float *rstd, int N, int D)
 {
@@ -276,7 +276,7 @@ AGN_KERNEL static void axpy_rows_k(float *y, const float *a, size_t as, const fl
 #define SPLIT_MIN_MACS ((size_t)1 << 21)
 #endif
 
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+void agn_matmul_forward_cpu(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int IC, int OC)
 {
     if (N <= 0) return;
@@ -342,24 +342,24 @@ static void matmul_backward_impl(float *dinp, float *dweight, float *dbias, cons
     if (dbias) colsum_acc(dbias, dout, N, OC, OC);
 }
 
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_matmul_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int IC, int OC)
 {
     matmul_backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 0);
 }
 
-void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_matmul_backward_to_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int IC, int OC)
 {
     matmul_backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 1);
 }
 
-void bias_backward(float *dbias, const float *dout, int N, int C, int ld)
+void agn_bias_backward_cpu(float *dbias, const float *dout, int N, int C, int ld)
 {
     if (N > 0) colsum_acc(dbias, dout, N, C, ld);
 }
 
-void bias_backward2(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
+void agn_bias_backward2_cpu(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
                     int C, int ld)
 {
     if (N <= 0) return;
@@ -432,7 +432,7 @@ AGN_KERNEL static void softmax_backward_row(float *dp, const float *p, int n, fl
     for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - rowdot) * scale;
 }
 
-void attention_forward(float *out, float *att, const float *qkv, const int *start,
+void agn_attention_forward_cpu(float *out, float *att, const float *qkv, const int *start,
                        const int *len, const int *nkey, const size_t *att_off, int B, int D,
                        int H)
 {
@@ -501,14 +501,14 @@ static void attention_backward_impl(float *dqkv, float *datt, const float *dout,
     }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+void agn_attention_backward_cpu(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, const int *start, const int *len, const int *nkey,
                         const size_t *att_off, int B, int D, int H)
 {
     attention_backward_impl(dqkv, datt, dout, qkv, att, start, len, nkey, att_off, B, D, H, 0);
 }
 
-void attention_backward_to(float *dqkv, float *datt, const float *dout, const float *qkv,
+void agn_attention_backward_to_cpu(float *dqkv, float *datt, const float *dout, const float *qkv,
                            const float *att, const int *start, const int *len, const int *nkey,
                            const size_t *att_off, int B, int D, int H)
 {
@@ -553,7 +553,7 @@ AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const flo
     for (size_t i = 0; i < n; i++) dinp[i] += gelu_grad(inp[i]) * dout[i];
 }
 
-void gelu_forward(float *out, const float *inp, size_t n)
+void agn_gelu_forward_cpu(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel
     {
@@ -563,7 +563,7 @@ void gelu_forward(float *out, const float *inp, size_t n)
     }
 }
 
-void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
+void agn_gelu_backward_cpu(float *dinp, const float *dout, const float *inp, size_t n)
 {
 #pragma omp parallel
     {
@@ -573,7 +573,7 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
     }
 }
 
-void gelu_backward_to(float *dinp, const float *dout, const float *inp, size_t n)
+void agn_gelu_backward_to_cpu(float *dinp, const float *dout, const float *inp, size_t n)
 {
 #pragma omp parallel
     {
@@ -585,7 +585,7 @@ void gelu_backward_to(float *dinp, const float *dout, const float *inp, size_t n
 
 /* ---- residual and dropout ---------------------------------------------------------------- */
 
-void residual_forward(float *out, const float *inp, const float *y, const uint8_t *mask,
+void agn_residual_forward_cpu(float *out, const float *inp, const float *y, const uint8_t *mask,
                       float scale, size_t n)
 {
     if (mask) {
@@ -597,7 +597,7 @@ void residual_forward(float *out, const float *inp, const float *y, const uint8_
     }
 }
 
-void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
+void agn_residual_backward_cpu(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
                        size_t n)
 {
     if (mask) {
@@ -615,19 +615,19 @@ void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t 
     }
 }
 
-void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n)
+void agn_dropout_forward_cpu(float *x, const uint8_t *mask, float scale, size_t n)
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = mask[i] ? x[i] * scale : 0.0f;
 }
 
-void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n)
+void agn_dropout_backward_cpu(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n)
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] += mask[i] ? dout[i] * scale : 0.0f;
 }
 
-void dropout_backward_to(float *dinp, const float *dout, const uint8_t *mask, float scale,
+void agn_dropout_backward_to_cpu(float *dinp, const float *dout, const uint8_t *mask, float scale,
                          size_t n)
 {
 #pragma omp parallel for simd schedule(static)
@@ -636,7 +636,7 @@ void dropout_backward_to(float *dinp, const float *dout, const uint8_t *mask, fl
 
 /* ---- pooling ------------------------------------------------------------------------------- */
 
-void meanpool_forward(float *out, const float *inp, const int *start, const int *len, int B, int D)
+void agn_meanpool_forward_cpu(float *out, const float *inp, const int *start, const int *len, int B, int D)
 {
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
@@ -650,7 +650,7 @@ void meanpool_forward(float *out, const float *inp, const int *start, const int 
     }
 }
 
-void meanpool_backward(float *dinp, const float *dout, const int *start, const int *len, int B,
+void agn_meanpool_backward_cpu(float *dinp, const float *dout, const int *start, const int *len, int B,
                        int D)
 {
 #pragma omp parallel for schedule(static)
@@ -664,7 +664,7 @@ void meanpool_backward(float *dinp, const float *dout, const int *start, const i
 
 /* ---- softmax cross-entropy ------------------------------------------------------------------ */
 
-float crossentropy_forward(float *losses, float *probs, const float *logits,
+float agn_crossentropy_forward_cpu(float *losses, float *probs, const float *logits,
                            const int32_t *labels, int B, int C)
 {
     double total = 0.0;
@@ -688,7 +688,7 @@ float crossentropy_forward(float *losses, float *probs, const float *logits,
     return (float)total;
 }
 
-void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale,
+void agn_crossentropy_backward_cpu(float *dlogits, const float *probs, const int32_t *labels, float scale,
                            int B, int C)
 {
     for (int b = 0; b < B; b++)

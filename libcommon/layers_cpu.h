@@ -1,5 +1,7 @@
 /* layers_cpu.h: the layers of the transformer classifier on the CPU, one
- * X_forward / X_backward pair per layer, in the argument order of llm.c:
+ * agn_X_forward_cpu / agn_X_backward_cpu pair per layer (the CUDA twins in
+ * layers_cuda.h have the same names with _cuda and the same arguments on
+ * device memory), in the argument order of llm.c:
  * forward takes its outputs and saved statistics first, then inputs, then
  * weights, then sizes; backward takes the output gradients first and ADDS
  * (+=) into the gradients of inputs and weights.  Matrices are row-major in
@@ -12,7 +14,7 @@
  * proportional to real tokens.  A packed row r belongs to example ex[r] at
  * position pos[r]; example b owns rows start[b] .. start[b] + len[b].
  *
- * The X_backward_to variants WRITE (=) the input gradient instead of adding
+ * The agn_X_backward_to_cpu variants WRITE (=) the input gradient instead of adding
  * into it (weight and bias gradients are still added), so the model need
  * not zero an activation-sized buffer first: less memory traffic, one
  * parallel region less.
@@ -27,36 +29,36 @@
 
 /* ---- embedding ----------------------------------------------------------
  * out[r,:] = tok_emb[ids[r],:] + pos_emb[pos[r],:] over N packed rows. */
-void embedding_forward(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
+void agn_embedding_forward_cpu(float *out, const int32_t *ids, const int32_t *pos, const float *tok_emb,
                        const float *pos_emb, int N, int D);
-void embedding_backward(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
+void agn_embedding_backward_cpu(float *dtok_emb, float *dpos_emb, const float *dout, const int32_t *ids,
                         const int32_t *pos, int N, int D);
 
 /* ---- layernorm (eps 1e-5) -------------------------------------------------
  * mean, rstd [N] saved for the backward pass. */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+void agn_layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int D);
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_layernorm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean,
                         const float *rstd, int N, int D);
 
 /* ---- matmul -----------------------------------------------------------------
  * out[N,OC] = inp[N,IC] . W[OC,IC]^T + bias[OC]  (bias may be NULL).
  * CBLAS sgemm when HAVE_CBLAS, blocked loops otherwise. */
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+void agn_matmul_forward_cpu(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int IC, int OC);
 /* dinp may be NULL (no input gradient wanted); dbias may be NULL. */
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_matmul_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, int N, int IC, int OC);
 /* The same, with dinp = dout . W (written, not added). */
-void matmul_backward_to(float *dinp, float *dweight, float *dbias, const float *dout,
+void agn_matmul_backward_to_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int IC, int OC);
 
 /* dbias[c] += sum over rows r of dout[r*ld + c], c < C: the bias part of
- * matmul_backward, for a slice of the outputs. */
-void bias_backward(float *dbias, const float *dout, int N, int C, int ld);
-/* bias_backward of two slices at once (one parallel loop). */
-void bias_backward2(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
+ * agn_matmul_backward_cpu, for a slice of the outputs. */
+void agn_bias_backward_cpu(float *dbias, const float *dout, int N, int C, int ld);
+/* agn_bias_backward_cpu of two slices at once (one parallel loop). */
+void agn_bias_backward2_cpu(float *dbias, const float *dout, float *dbias2, const float *dout2, int N,
                     int C, int ld);
 
 /* ---- multi-head attention ----------------------------------------------------
@@ -70,54 +72,54 @@ void bias_backward2(float *dbias, const float *dout, float *dbias2, const float 
  * (layout [h][i][j]).  Backward uses datt, laid out like att, as scratch.
  * The products are small sgemms (CBLAS) or loops, inside one parallel loop
  * over (example, head). */
-void attention_forward(float *out, float *att, const float *qkv, const int *start,
+void agn_attention_forward_cpu(float *out, float *att, const float *qkv, const int *start,
                        const int *len, const int *nkey, const size_t *att_off, int B, int D,
                        int H);
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+void agn_attention_backward_cpu(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, const int *start, const int *len, const int *nkey,
                         const size_t *att_off, int B, int D, int H);
 /* The same, writing every row start[b] .. start[b] + len[b] of dqkv (rows
  * outside every example are left as they are). */
-void attention_backward_to(float *dqkv, float *datt, const float *dout, const float *qkv,
+void agn_attention_backward_to_cpu(float *dqkv, float *datt, const float *dout, const float *qkv,
                            const float *att, const int *start, const int *len, const int *nkey,
                            const size_t *att_off, int B, int D, int H);
 
 /* ---- GELU, tanh approximation ------------------------------------------------ */
-void gelu_forward(float *out, const float *inp, size_t n);
-void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void agn_gelu_forward_cpu(float *out, const float *inp, size_t n);
+void agn_gelu_backward_cpu(float *dinp, const float *dout, const float *inp, size_t n);
 /* dinp = gelu'(inp) * dout. */
-void gelu_backward_to(float *dinp, const float *dout, const float *inp, size_t n);
+void agn_gelu_backward_to_cpu(float *dinp, const float *dout, const float *inp, size_t n);
 
 /* ---- residual with dropout ------------------------------------------------------
  * out = inp + mask * scale * y, where mask [n] is 0/1 (NULL: no dropout). */
-void residual_forward(float *out, const float *inp, const float *y, const uint8_t *mask,
+void agn_residual_forward_cpu(float *out, const float *inp, const float *y, const uint8_t *mask,
                       float scale, size_t n);
 /* dinp += dout; dy += mask * scale * dout. */
-void residual_backward(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
+void agn_residual_backward_cpu(float *dinp, float *dy, const float *dout, const uint8_t *mask, float scale,
                        size_t n);
 
 /* ---- dropout in place (the embedding site) ---------------------------------------- */
-void dropout_forward(float *x, const uint8_t *mask, float scale, size_t n);
+void agn_dropout_forward_cpu(float *x, const uint8_t *mask, float scale, size_t n);
 /* dinp += mask * scale * dout. */
-void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n);
+void agn_dropout_backward_cpu(float *dinp, const float *dout, const uint8_t *mask, float scale, size_t n);
 /* dinp = mask * scale * dout. */
-void dropout_backward_to(float *dinp, const float *dout, const uint8_t *mask, float scale,
+void agn_dropout_backward_to_cpu(float *dinp, const float *dout, const uint8_t *mask, float scale,
                          size_t n);
 
 /* ---- masked mean pooling -------------------------------------------------------------
  * out[b,:] = mean over the len[b] rows from start[b] (0 if len[b] == 0). */
-void meanpool_forward(float *out, const float *inp, const int *start, const int *len, int B, int D);
-void meanpool_backward(float *dinp, const float *dout, const int *start, const int *len, int B,
+void agn_meanpool_forward_cpu(float *out, const float *inp, const int *start, const int *len, int B, int D);
+void agn_meanpool_backward_cpu(float *dinp, const float *dout, const int *start, const int *len, int B,
                        int D);
 
 /* ---- classifier head with softmax cross-entropy -----------------------------------------
  * logits[B,C] = inp[B,D] . W[C,D]^T + b; probs = softmax(logits);
  * losses[b] = -log probs[b, labels[b]].  Returns the sum of losses (0 and
  * losses untouched when labels is NULL). */
-float crossentropy_forward(float *losses, float *probs, const float *logits,
+float agn_crossentropy_forward_cpu(float *losses, float *probs, const float *logits,
                            const int32_t *labels, int B, int C);
 /* dlogits += scale * (probs - onehot(labels)). */
-void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale,
+void agn_crossentropy_backward_cpu(float *dlogits, const float *probs, const int32_t *labels, float scale,
                            int B, int C);
 
 #endif

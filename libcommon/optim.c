@@ -153,42 +153,54 @@ static void adamw_range(float *p, float *mm, float *vv, const float *g, size_t n
     adamw_scalar(p, mm, vv, g, 0, n, a);
 }
 
+float agn_clip_coef(const agn_optim_config *oc, double norm)
+{
+    /* clip_grad_norm_: g *= min(1, max_norm / (norm + 1e-6)) */
+    if (oc->grad_clip > 0.0f && isfinite(norm)) {
+        double c = (double)oc->grad_clip / (norm + 1e-6);
+        if (c < 1.0) return (float)c;
+    }
+    return 1.0f;
+}
+
+void agn_adamw_pieces(float *params, float *adam_m, float *adam_v, const float *grads,
+                      const agn_tensor *pieces, int n, const agn_adam_args *aa)
+{
+    double t = (double)aa->step + 1.0;
+    double bc1 = 1.0 - pow((double)aa->beta1, t), bc2 = 1.0 - pow((double)aa->beta2, t);
+    adam_args a = {.coef = aa->coef, .b1 = aa->beta1, .b2 = aa->beta2, .omb1 = 1.0f - aa->beta1,
+                   .omb2 = 1.0f - aa->beta2, .step_size = (float)((double)aa->lr / bc1),
+                   .bc2_sqrt = (float)sqrt(bc2), .eps = aa->eps};
+    /* one parallel loop over fixed blocks of every piece */
+    enum { BLOCK = 8192 };
+    size_t nblocks = 0;
+    for (int ti = 0; ti < n; ti++) nblocks += (pieces[ti].numel + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        /* find the piece of this block (a short walk: few pieces) */
+        size_t b = blk;
+        int ti = 0;
+        for (;; ti++) {
+            size_t nb = (pieces[ti].numel + BLOCK - 1) / BLOCK;
+            if (b < nb) break;
+            b -= nb;
+        }
+        const agn_tensor *tn = &pieces[ti];
+        size_t i0 = b * BLOCK, k = tn->numel - i0 < BLOCK ? tn->numel - i0 : BLOCK;
+        adam_args ta = a;
+        ta.decay = tn->decay ? 1.0f - aa->lr * aa->weight_decay : 1.0f;
+        size_t off = tn->offset + i0;
+        adamw_range(params + off, adam_m + off, adam_v + off, grads + off, k, &ta);
+    }
+}
+
 double agn_adamw_step(agn_model *m, float *adam_m, float *adam_v, const agn_optim_config *oc,
                       long step, float lr)
 {
     double norm = agn_grad_norm(m->grads, m->n_params);
-    /* clip_grad_norm_: g *= min(1, max_norm / (norm + 1e-6)); the gradient
-     * buffer itself is left as it is */
-    float coef = 1.0f;
-    if (oc->grad_clip > 0.0f && isfinite(norm)) {
-        double c = (double)oc->grad_clip / (norm + 1e-6);
-        if (c < 1.0) coef = (float)c;
-    }
-    double t = (double)step + 1.0;
-    double bc1 = 1.0 - pow((double)oc->beta1, t), bc2 = 1.0 - pow((double)oc->beta2, t);
-    adam_args a = {.coef = coef, .b1 = oc->beta1, .b2 = oc->beta2, .omb1 = 1.0f - oc->beta1,
-                   .omb2 = 1.0f - oc->beta2, .step_size = (float)((double)lr / bc1),
-                   .bc2_sqrt = (float)sqrt(bc2), .eps = oc->eps};
-    /* one parallel loop over fixed blocks of every tensor */
-    enum { BLOCK = 8192 };
-    size_t nblocks = 0;
-    for (int ti = 0; ti < m->n_tensors; ti++) nblocks += (m->tensors[ti].numel + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static)
-    for (size_t blk = 0; blk < nblocks; blk++) {
-        /* find the tensor of this block (a short walk: few tensors) */
-        size_t b = blk;
-        int ti = 0;
-        for (;; ti++) {
-            size_t nb = (m->tensors[ti].numel + BLOCK - 1) / BLOCK;
-            if (b < nb) break;
-            b -= nb;
-        }
-        const agn_tensor *tn = &m->tensors[ti];
-        size_t i0 = b * BLOCK, n = tn->numel - i0 < BLOCK ? tn->numel - i0 : BLOCK;
-        adam_args ta = a;
-        ta.decay = tn->decay ? 1.0f - lr * oc->weight_decay : 1.0f;
-        size_t off = tn->offset + i0;
-        adamw_range(m->params + off, adam_m + off, adam_v + off, m->grads + off, n, &ta);
-    }
+    agn_adam_args a = {.lr = lr, .beta1 = oc->beta1, .beta2 = oc->beta2, .eps = oc->eps,
+                       .weight_decay = oc->weight_decay, .coef = agn_clip_coef(oc, norm),
+                       .step = step};
+    agn_adamw_pieces(m->params, adam_m, adam_v, m->grads, m->tensors, m->n_tensors, &a);
     return norm;
 }

@@ -1,15 +1,19 @@
-/* train.c: the trainer (train.h).  Sections: data order and batches,
- * gradient buckets, validation, the run directory (logs, CSV files,
- * checkpoints), and the training loop that ties them together.  Every rank
- * runs all of it; only rank 0 touches the run directory. */
-#define _GNU_SOURCE /* sched_getaffinity */
+/* train.c: the trainer (train.h).  Sections: gradient buckets, validation,
+ * checkpoints, setup, and the training loop that ties them together.  Every
+ * rank runs all of it; only rank 0 writes the run directory (rundir.c).  The
+ * model's memory is reached only through its backend (backend.h): this file
+ * never touches parameters, gradients or moments itself, so the same loop
+ * drives the CPU and the GPU. */
 #include "config.h"
 #include "train.h"
 
+#include "batch.h"
 #include "checkpoint.h"
+#include "device.h"
 #include "evaluate.h"
 #include "launch.h"
 #include "model.h"
+#include "rundir.h"
 #include "shard.h"
 #include "util.h"
 #include "vocab.h"
@@ -18,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,190 +33,6 @@
 #include <omp.h>
 #endif
 
-/* OpenBLAS' own thread count, when the BLAS linked is OpenBLAS. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
-/* ---- data order and batches ------------------------------------------------ */
-
-uint64_t agn_splitmix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-void agn_train_permutation(uint64_t *perm, uint64_t n, uint64_t seed, uint32_t epoch)
-{
-    uint64_t key = agn_splitmix64(seed ^ agn_splitmix64((uint64_t)epoch + 1));
-    for (uint64_t i = 0; i < n; i++) perm[i] = i;
-    /* Fisher-Yates from the top: swap i with j uniform in [0, i] (the
-     * multiply-shift bias is below 2^-40 for any n that fits in memory) */
-    for (uint64_t i = n; i > 1; i--) {
-        uint64_t r = agn_splitmix64(key + i);
-        uint64_t j = (uint64_t)(((unsigned __int128)r * i) >> 64);
-        uint64_t t = perm[i - 1];
-        perm[i - 1] = perm[j];
-        perm[j] = t;
-    }
-}
-
-void agn_train_slice(long B, int r, int W, long *start, long *count)
-{
-    long base = B / W, rem = B % W;
-    *count = base + (r < rem);
-    *start = (long)r * base + (r < rem ? r : rem);
-}
-
-uint64_t agn_train_cost(uint64_t len, long D, long F)
-{
-    return len * ((uint64_t)(4 * D + 2 * F) + 2 * len);
-}
-
-void agn_train_slice_cost(const uint64_t *cost, long B, int r, int W, long *start, long *count)
-{
-    /* integer costs: every rank adds the same integers, exactly */
-    uint64_t total = 0;
-    for (long j = 0; j < B; j++) total += cost[j];
-    if (total == 0 || W <= 1) {
-        agn_train_slice(B, r, W, start, count);
-        return;
-    }
-    /* cut k (k = 1..W-1) is the boundary whose prefix sum is nearest k/W of
-     * the total (the earlier on a tie), never before cut k-1; rank r runs
-     * from cut r to cut r+1 */
-    long cut = 0, prev = 0, lo = 0, hi = B;
-    uint64_t prefix = 0;
-    for (int k = 1; k <= r + 1 && k < W; k++) {
-        /* target k * total / W, compared exactly: W * prefix against k * total */
-        unsigned __int128 goal = (unsigned __int128)total * (unsigned)k;
-        if ((unsigned __int128)prefix * (unsigned)W < goal) { /* else cut k-1 is already past it */
-            while (cut < B && (unsigned __int128)(prefix + cost[cut]) * (unsigned)W < goal) prefix += cost[cut++];
-            if (cut < B) { /* prefix * W < goal <= (prefix + cost) * W: the nearer side */
-                unsigned __int128 below = goal - (unsigned __int128)prefix * (unsigned)W;
-                unsigned __int128 above = (unsigned __int128)(prefix + cost[cut]) * (unsigned)W - goal;
-                if (above < below) prefix += cost[cut++];
-            }
-            while (cut > prev && cost[cut - 1] == 0) cut--; /* as near, and earlier */
-        }
-        prev = cut;
-        if (k == r) lo = cut;
-        if (k == r + 1) hi = cut;
-    }
-    *start = lo;
-    *count = hi - lo;
-}
-
-int agn_cpu_count(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-const char *agn_cpu_name(char *buf, size_t n)
-{
-    snprintf(buf, n, "cpu");
-    FILE *fp = fopen("/proc/cpuinfo", "r");
-    if (!fp) return buf;
-    char line[512];
-    while (fgets(line, sizeof line, fp)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        char *p = strchr(line, ':');
-        if (!p) break;
-        p++;
-        while (*p == ' ' || *p == '\t') p++;
-        size_t k = 0;
-        for (; *p && *p != '\n' && k + 1 < n; p++) {
-            if (*p == ',' || *p == '"') continue;
-            if (*p == ' ' && k > 0 && buf[k - 1] == ' ') continue;
-            buf[k++] = *p;
-        }
-        buf[k] = '\0';
-        break;
-    }
-    fclose(fp);
-    return buf;
-}
-
-/* A rank's batch: its slice of the global batch, padded. */
-typedef struct {
-    int cap_rows, cap_T;
-    int32_t *ids;      /* [cap_rows * cap_T] */
-    int32_t *labels;   /* [cap_rows] */
-    uint64_t *index;   /* [cap_rows] */
-    agn_batch b;
-} batch_buf;
-
-static void batch_alloc(batch_buf *bb, int rows, int T)
-{
-    memset(bb, 0, sizeof *bb);
-    bb->cap_rows = rows > 0 ? rows : 1;
-    bb->cap_T = T;
-    bb->ids = agn_xalloc_aligned((size_t)bb->cap_rows * (size_t)T * sizeof(int32_t));
-    bb->labels = agn_xcalloc((size_t)bb->cap_rows, sizeof(int32_t));
-    bb->index = agn_xcalloc((size_t)bb->cap_rows, sizeof(uint64_t));
-}
-
-static void batch_free(batch_buf *bb)
-{
-    free(bb->ids);
-    free(bb->labels);
-    free(bb->index);
-}
-
-static uint64_t ex_len(const agn_dataset *d, uint64_t i, int T)
-{
-    uint64_t len = d->offsets[i + 1] - d->offsets[i];
-    return len < (uint64_t)T ? len : (uint64_t)T;
-}
-
-/* Fills BB with examples idx[0..n) of D, padded to their longest rounded up
- * to a multiple of 8 (or to T with pad_to_max). */
-static void batch_fill(batch_buf *bb, const agn_dataset *d, const uint64_t *idx, int n, int T, int pad_to_max)
-{
-    int Tp = 1;
-    for (int j = 0; j < n; j++) {
-        int len = (int)ex_len(d, idx[j], T);
-        if (len > Tp) Tp = len;
-    }
-    Tp = pad_to_max ? T : (Tp + 7) / 8 * 8;
-    if (Tp > T) Tp = T;
-    memset(bb->ids, 0, (size_t)n * (size_t)Tp * sizeof(int32_t));
-    for (int j = 0; j < n; j++) {
-        uint64_t i = idx[j];
-        int len = (int)ex_len(d, i, T);
-        memcpy(bb->ids + (size_t)j * Tp, d->tokens + d->offsets[i], (size_t)len * sizeof(int32_t));
-        bb->labels[j] = d->labels[i];
-        bb->index[j] = i;
-    }
-    bb->b.B = n;
-    bb->b.T = Tp;
-    bb->b.ids = bb->ids;
-    bb->b.labels = bb->labels;
-    bb->b.example_index = bb->index;
-}
-
-/* CRC-32 identifying a dataset's content (offsets, labels, tokens). */
-static uint32_t data_id_of(const agn_dataset *d)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const unsigned char *p;
-    size_t left;
-#define CRC_BUF(ptr, bytes)                                                         \
-    for (p = (const unsigned char *)(ptr), left = (bytes); left > 0;) {             \
-        uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;                       \
-        crc = crc32(crc, p, k);                                                     \
-        p += k;                                                                     \
-        left -= k;                                                                  \
-    }
-    CRC_BUF(d->offsets, (d->n + 1) * sizeof *d->offsets);
-    CRC_BUF(d->labels, d->n);
-    CRC_BUF(d->tokens, d->n_tokens * sizeof *d->tokens);
-#undef CRC_BUF
-    return (uint32_t)crc;
-}
 
 /* ---- gradient buckets ------------------------------------------------------ */
 
@@ -306,7 +125,9 @@ static int buckets_finish(buckets *bk, double *waited)
 typedef struct {
     const agn_train_opts *o;
     agn_config *cfg;
-    agn_comm *comm;
+    agn_comm *comm;  /* host buffers (loss, metrics, position); the job's transport */
+    agn_comm *gcomm; /* the model's buffers (gradients, weights, moments): comm, or staged over it */
+    agn_comm *staged;
     int rank, world;
     agn_dataset train, val;
     int have_val;
@@ -315,47 +136,23 @@ typedef struct {
     uint64_t epoch_examples; /* per epoch, after --max-examples */
     long steps_per_epoch;
     agn_model m;
-    float *adam_m, *adam_v;
+    float *host_params, *host_m, *host_v; /* checkpoint mirrors, for a device backend */
     agn_optim_config oc;
     buckets bk;
     agn_zero zero; /* with several ranks: each updates its shard of the parameters */
-    batch_buf bb;
+    uint8_t *union_mark;  /* [vocab] scratch of agn_batch_token_union */
+    int32_t *union_rows;  /* [vocab] the token ids of the global batch, in id order */
+    agn_batch_buf bb;
     uint64_t *perm;
     agn_train_pos pos;
     char *config_yaml;
     char device[256];
-    /* run directory, rank 0 */
-    FILE *log, *steps_csv, *metrics_csv;
-    char *path_last, *path_best;
+    agn_rundir rd;
+    agn_run_info info; /* what config.yaml and metrics.csv say of the run */
     int saved_last; /* a last.safetensors of this run exists */
-    int tty;
-    double last_progress;
     long nan_step; /* AGN_TEST_NAN_STEP: make this step's loss NaN (tests) */
     long slow_us;  /* AGN_TEST_SLOW_RANK=r AGN_TEST_SLOW_MS=m: rank r's compute takes m ms more a step */
 } trainer;
-
-static void tlog(trainer *t, int to_stderr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* A line for train.log (rank 0) and, unless quiet, stderr.  With several
- * ranks the line carries the rank. */
-static void tlog(trainer *t, int to_stderr, const char *fmt, ...)
-{
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    char prefix[32] = "";
-    if (t->world > 1) snprintf(prefix, sizeof prefix, "rank %d: ", t->rank);
-    if (t->log) {
-        fprintf(t->log, "%s%s\n", prefix, msg);
-        fflush(t->log);
-    }
-    if (to_stderr && !t->o->quiet) {
-        if (t->tty && t->last_progress > 0) fputs("\r\033[K", stderr);
-        fprintf(stderr, "%s: %s%s\n", agn_progname, prefix, msg);
-    }
-}
 
 /* ---- validation -------------------------------------------------------------------------- */
 
@@ -371,12 +168,18 @@ static int validate(trainer *t, agn_confusion *cm)
     for (long done = 0; done < count;) {
         int n = (int)(count - done < t->bb.cap_rows ? count - done : t->bb.cap_rows);
         for (int j = 0; j < n; j++) idx[j] = (uint64_t)(start + done + j);
-        batch_fill(&t->bb, &t->val, idx, n, T, t->o->pad_to_max);
+        agn_batch_fill(&t->bb, &t->val, idx, n, T, t->o->pad_to_max);
         t->bb.b.train = 0;
         t->bb.b.seed = t->cfg->seed;
         t->bb.b.epoch = 0;
         t->bb.b.loss_scale = 1;
-        cm->loss_sum += agn_model_forward(&t->m, &t->bb.b);
+        /* the inference pass: the same logits, activations shared by the layers */
+        float loss = agn_model_forward_infer(&t->m, &t->bb.b);
+        if (isnan(loss) && agn_errmsg()[0]) {
+            free(idx);
+            return agn_adderr("validation");
+        }
+        cm->loss_sum += loss;
         for (int j = 0; j < n; j++) {
             const float *lg = t->m.logits + (size_t)j * C;
             int best = 0;
@@ -401,137 +204,7 @@ static int validate(trainer *t, agn_confusion *cm)
     return rc;
 }
 
-/* ---- the run directory --------------------------------------------------------------------- */
-
-static const char metrics_header[] =
-    "epoch,world_size,backend,transport,device,threads,config,params,global_batch,train_examples,data_id,"
-    "steps,samples,tokens,epoch_time_s,compute_s,comm_s,optim_s,data_s,samples_per_s,tokens_per_s,"
-    "train_loss,val_loss,val_acc,val_f1,lr,imbalance_s";
-static const char steps_header[] =
-    "step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s,imbalance_s";
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = agn_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-/* Opens a CSV for appending; writes HEADER when the file is new or empty. */
-/* A CSV continued by a resume whose header is not HEADER: when it is a
- * prefix of HEADER (a run of an agn-train that wrote fewer columns, new ones
- * being added at the end), rewrites it with HEADER and the missing fields
- * empty on every row; anything else is refused. */
-static int migrate_csv(const char *p, const char *header)
-{
-    FILE *in = fopen(p, "r");
-    if (!in) return agn_seterr_errno("%s", p);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, in);
-    int rc = 0;
-    if (n <= 0) goto done; /* empty: the header is written on open */
-    if (line[n - 1] == '\n') line[--n] = '\0';
-    if (strcmp(line, header) == 0) goto done;
-    size_t hl = strlen(header);
-    if ((size_t)n >= hl || strncmp(line, header, (size_t)n) != 0 || header[n] != ',') {
-        rc = agn_seterr("%s:1: the header is not the one this agn-train writes; resume into a new run "
-                        "directory, or move the file away", p);
-        goto done;
-    }
-    int missing = 0;
-    for (const char *c = header + n; *c; c++) missing += *c == ',';
-    agn_out o;
-    if (agn_out_open(&o, p) != 0) {
-        rc = -1;
-        goto done;
-    }
-    fprintf(o.fp, "%s\n", header);
-    while ((n = getline(&line, &cap, in)) > 0) {
-        if (line[n - 1] == '\n') line[--n] = '\0';
-        fputs(line, o.fp);
-        for (int k = 0; k < missing; k++) fputc(',', o.fp);
-        fputc('\n', o.fp);
-    }
-    rc = ferror(in) ? agn_seterr_errno("%s", p) : 0;
-    if (rc == 0) rc = agn_out_commit(&o);
-    else agn_out_abort(&o);
-done:
-    free(line);
-    fclose(in);
-    return rc;
-}
-
-static FILE *open_csv(const char *dir, const char *name, const char *header, int truncate)
-{
-    char *p = path_join(dir, name);
-    if (!truncate && access(p, F_OK) == 0 && migrate_csv(p, header) != 0) {
-        free(p);
-        return NULL;
-    }
-    FILE *fp = fopen(p, truncate ? "w" : "a");
-    if (!fp) {
-        agn_seterr_errno("%s", p);
-        free(p);
-        return NULL;
-    }
-    if (ftell(fp) == 0) fprintf(fp, "%s\n", header);
-    fflush(fp);
-    free(p);
-    return fp;
-}
-
-static void yaml_list(FILE *fp, const char *key, char **items, int n)
-{
-    fprintf(fp, "  %s: [", key);
-    for (int i = 0; i < n; i++) {
-        if (i) fputs(", ", fp);
-        agn_yaml_quote(fp, items[i]);
-    }
-    fputs("]\n", fp);
-}
-
-static int write_config_yaml(trainer *t)
-{
-    char *p = path_join(t->o->run_dir, "config.yaml");
-    agn_out out;
-    if (agn_out_open(&out, p) != 0) {
-        free(p);
-        return -1;
-    }
-    free(p);
-    FILE *fp = out.fp;
-    fprintf(fp, "# agn-train resolved config: feed it back with agn-train -c (the run: section is ignored)\n");
-    agn_config_write(t->cfg, fp);
-    fprintf(fp, "run:\n  config: ");
-    agn_yaml_quote(fp, t->cfg->name);
-    fprintf(fp, "\n  config_file: ");
-    agn_yaml_quote(fp, t->cfg->path);
-    fprintf(fp, "\n  world_size: %d\n  transport: %s\n  backend: cpu\n  device: ", t->world,
-            t->comm->ops && t->comm->ops->name ? t->comm->ops->name : "none");
-    agn_yaml_quote(fp, t->device);
-    fprintf(fp, "\n  threads: %d\n  bound_cpus: %d\n", t->o->threads, agn_launch_bound());
-    yaml_list(fp, "train_data", t->o->train_paths, t->o->n_train);
-    yaml_list(fp, "val_data", t->o->val_paths, t->o->n_val);
-    fprintf(fp, "  train_examples: %llu\n  data_id: \"%08x\"\n", (unsigned long long)t->epoch_examples, t->data_id);
-    fprintf(fp, "  steps_per_epoch: %ld\n  total_steps: %llu\n", t->steps_per_epoch,
-            (unsigned long long)t->pos.total_steps);
-    fprintf(fp, "  params: %zu\n  pad_to_max: %s\n  bucket_bytes: %llu\n", t->m.n_params,
-            t->o->pad_to_max ? "true" : "false", (unsigned long long)t->o->bucket_bytes);
-    if (t->o->max_steps) fprintf(fp, "  max_steps: %ld\n", t->o->max_steps);
-    if (t->o->resume) {
-        fprintf(fp, "  resume: ");
-        agn_yaml_quote(fp, t->o->resume);
-        fputc('\n', fp);
-    }
-    if (ferror(fp)) {
-        agn_seterr_errno("%s", out.path);
-        agn_out_abort(&out);
-        return -1;
-    }
-    return agn_out_commit(&out);
-}
+/* ---- checkpoints ----------------------------------------------------------------------------- */
 
 static int save_checkpoint(trainer *t, const char *path, int with_optim)
 {
@@ -544,7 +217,19 @@ static int save_checkpoint(trainer *t, const char *path, int with_optim)
     if (t->vocab) meta.vocab_text = (char *)agn_vocab_text(t->vocab, &meta.vocab_len);
     meta.has_pos = 1;
     meta.pos = t->pos;
-    return agn_checkpoint_save(path, &t->m, with_optim ? t->adam_m : NULL, with_optim ? t->adam_v : NULL, &meta);
+    /* a device backend's buffers are copied to host mirrors first */
+    agn_model view = t->m;
+    float *am = t->m.adam_m, *av = t->m.adam_v;
+    if (!t->m.ops->host_memory) {
+        if (agn_model_download(&t->m, t->host_params, t->m.params) != 0) return -1;
+        view.params = t->host_params;
+        if (with_optim && (agn_model_download(&t->m, t->host_m, t->m.adam_m) != 0 ||
+                           agn_model_download(&t->m, t->host_v, t->m.adam_v) != 0))
+            return -1;
+        am = t->host_m;
+        av = t->host_v;
+    }
+    return agn_checkpoint_save(path, &view, with_optim ? am : NULL, with_optim ? av : NULL, &meta);
 }
 
 /* ---- setup ----------------------------------------------------------------------------- */
@@ -557,18 +242,6 @@ static int check_labels(const agn_dataset *d, long C, const char *what)
                               what, (unsigned long long)i + 1,
                               d->labels[i] == AGN_LABEL_UNKNOWN ? "no label" : "a label out of range", d->labels[i]);
     return 0;
-}
-
-static char *dir_of(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    if (!s) return agn_xstrdup(".");
-    size_t n = (size_t)(s - path);
-    if (n == 0) n = 1;
-    char *d = agn_xmalloc(n + 1);
-    memcpy(d, path, n);
-    d[n] = '\0';
-    return d;
 }
 
 /* The vocabulary to store in checkpoints: --vocab, else vocab.txt beside the
@@ -585,17 +258,17 @@ static int find_vocab(trainer *t)
                               given, agn_vocab_crc(t->vocab), t->train.vocab_crc);
         return 0;
     }
-    char *d = dir_of(t->o->train_paths[0]);
+    char *d = agn_dir_of(t->o->train_paths[0]);
     char *cands[2];
-    cands[0] = path_join(d, "vocab.txt");
-    char *up = path_join(d, "..");
-    cands[1] = path_join(up, "vocab.txt");
+    cands[0] = agn_path_join(d, "vocab.txt");
+    char *up = agn_path_join(d, "..");
+    cands[1] = agn_path_join(up, "vocab.txt");
     for (int i = 0; i < 2 && !t->vocab; i++) {
         if (access(cands[i], R_OK) != 0) continue;
         agn_vocab *v = agn_vocab_load(cands[i]);
         if (v && agn_vocab_crc(v) == t->train.vocab_crc) {
             t->vocab = v;
-            tlog(t, 0, "vocabulary: %s", cands[i]);
+            agn_rundir_log(&t->rd, 0, "vocabulary: %s", cands[i]);
         } else {
             agn_vocab_free(v);
         }
@@ -631,12 +304,33 @@ static int setup_data(trainer *t)
         if (check_labels(&t->val, t->cfg->n_classes, "validation shards") != 0) return -1;
         t->have_val = t->val.n > 0;
     }
-    t->data_id = data_id_of(&t->train);
+    t->data_id = agn_dataset_id(&t->train);
     uint64_t E = t->train.n;
     if (t->cfg->max_examples > 0 && (uint64_t)t->cfg->max_examples < E) E = (uint64_t)t->cfg->max_examples;
     t->epoch_examples = E;
     t->steps_per_epoch = (long)((E + (uint64_t)t->cfg->global_batch - 1) / (uint64_t)t->cfg->global_batch);
     return find_vocab(t);
+}
+
+static const char *transport_name(const agn_comm *c)
+{
+    return c->ops && c->ops->name ? c->ops->name : "none";
+}
+
+/* The staged transport's copies (comm.h): after the model's queued work. */
+static int model_to_host(void *ctx, void *host, const void *dev, size_t bytes)
+{
+    agn_model *m = ctx;
+    if (bytes % sizeof(float)) return agn_seterr("staged copy of %zu bytes: not whole floats", bytes);
+    if (m->ops->wait(m, NULL) != 0) return -1;
+    return m->ops->to_host(m, host, dev, bytes / sizeof(float));
+}
+
+static int model_from_host(void *ctx, void *dev, const void *host, size_t bytes)
+{
+    agn_model *m = ctx;
+    if (bytes % sizeof(float)) return agn_seterr("staged copy of %zu bytes: not whole floats", bytes);
+    return m->ops->from_host(m, dev, host, bytes / sizeof(float));
 }
 
 static int setup_model(trainer *t)
@@ -648,7 +342,24 @@ static int setup_model(trainer *t)
      * take up to the whole batch (the activations are reserved, not
      * touched, beyond what a step uses) */
     int rows = (int)(t->o->pad_to_max ? (B + t->world - 1) / t->world : B);
-    if (agn_model_create(&t->m, &mc, rows) != 0) return -1;
+    const agn_backend_ops *ops = t->o->backend ? t->o->backend : &agn_backend_cpu;
+    /* precision auto: bf16 products where the backend has them (CUDA) */
+    agn_precision prec = strcmp(t->cfg->precision, "fp32") == 0 ? AGN_PREC_FP32
+                         : strcmp(t->cfg->precision, "bf16") == 0 ? AGN_PREC_BF16
+                         : ops->host_memory ? AGN_PREC_FP32 : AGN_PREC_BF16;
+    if (agn_model_create_on(&t->m, &mc, rows, ops, t->o->device_index, prec) != 0) return -1;
+    if (agn_model_alloc_optim(&t->m) != 0) return -1;
+    /* The collectives on the model's buffers run where they live: a device
+     * backend over a host transport (CUDA ranks without NCCL, or several on
+     * one GPU) goes through host staging copies.  AGN_TEST_STAGED forces
+     * the staging on the CPU too, so the tests cover it bit for bit. */
+    t->gcomm = t->comm;
+    const char *ts = getenv("AGN_TEST_STAGED");
+    if (t->world > 1 && ((!ops->host_memory && strcmp(transport_name(t->comm), "nccl") != 0) || (ts && *ts))) {
+        agn_comm_copier cp = {.ctx = &t->m, .to_host = model_to_host, .from_host = model_from_host};
+        t->staged = agn_comm_staged_create(t->comm, &cp);
+        t->gcomm = t->staged;
+    }
     /* --pad-to-max: compute every padded position as a padded implementation
      * does (same loss and gradients up to rounding), so the gain of skipping
      * pads can be measured apart from the rest */
@@ -656,19 +367,24 @@ static int setup_model(trainer *t)
     /* ranks on one host share one copy of the parameters (zero.h): rank 0
      * initialises it, the barrier publishes it */
     void *shared = NULL;
-    if (agn_comm_shared(t->comm, t->m.n_params * sizeof(float), &shared) != 0) return -1;
-    if (shared) agn_model_use_params(&t->m, shared);
-    if (!shared || t->rank == 0) agn_model_init_weights(&t->m, t->cfg->seed);
-    if (shared && agn_comm_barrier(t->comm) != 0) return -1;
-    t->adam_m = agn_xalloc_aligned(t->m.n_params * sizeof(float));
-    t->adam_v = agn_xalloc_aligned(t->m.n_params * sizeof(float));
-    batch_alloc(&t->bb, rows, (int)t->cfg->max_len);
-    buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->comm);
+    if (ops->host_memory && agn_comm_shared(t->gcomm, t->m.n_params * sizeof(float), &shared) != 0) return -1;
+    if (shared && agn_model_use_params(&t->m, shared) != 0) return -1;
+    if ((!shared || t->rank == 0) && agn_model_init_weights(&t->m, t->cfg->seed) != 0) return -1;
+    if (shared && agn_comm_barrier(t->gcomm) != 0) return -1;
+    if (!ops->host_memory) {
+        t->host_params = agn_xalloc_aligned(t->m.n_params * sizeof(float));
+        t->host_m = agn_xalloc_aligned(t->m.n_params * sizeof(float));
+        t->host_v = agn_xalloc_aligned(t->m.n_params * sizeof(float));
+    }
+    agn_batch_alloc(&t->bb, rows, (int)t->cfg->max_len);
+    buckets_plan(&t->bk, &t->m, t->o->bucket_bytes ? t->o->bucket_bytes : (1u << 20), t->gcomm);
     t->m.on_grad_ready = on_grad_ready;
     if (t->world > 1) {
         t->bk.zero = &t->zero;
-        agn_zero_plan(&t->zero, &t->m, t->comm, t->bk.n, t->bk.start, t->bk.end);
+        if (agn_zero_plan(&t->zero, &t->m, t->gcomm, t->bk.n, t->bk.start, t->bk.end) != 0) return -1;
         t->zero.shared_params = t->m.params_external;
+        t->union_mark = agn_xcalloc((size_t)mc.vocab_size, 1);
+        t->union_rows = agn_xcalloc((size_t)mc.vocab_size, sizeof *t->union_rows);
     }
     t->m.on_grad_ready_ctx = &t->bk;
 
@@ -732,7 +448,22 @@ static int setup_resume(trainer *t)
         if (rc == 0 && meta->pos.epoch_examples != t->epoch_examples)
             agn_warn("%s: epochs of %llu examples, now %llu: not an exact resume", path,
                      (unsigned long long)meta->pos.epoch_examples, (unsigned long long)t->epoch_examples);
-        if (rc == 0) rc = agn_checkpoint_restore(ck, &t->m, t->adam_m, t->adam_v);
+        if (rc == 0) {
+            /* into the host mirrors of a device backend, then uploaded */
+            agn_model view = t->m;
+            float *am = t->m.adam_m, *av = t->m.adam_v;
+            if (!t->m.ops->host_memory) {
+                view.params = t->host_params;
+                am = t->host_m;
+                av = t->host_v;
+            }
+            rc = agn_checkpoint_restore(ck, &view, am, av);
+            if (rc == 0 && !t->m.ops->host_memory &&
+                (agn_model_upload(&t->m, t->m.params, t->host_params) != 0 ||
+                 agn_model_upload(&t->m, t->m.adam_m, t->host_m) != 0 ||
+                 agn_model_upload(&t->m, t->m.adam_v, t->host_v) != 0))
+                rc = -1;
+        }
         if (rc == 0) pos = meta->pos;
         agn_config_free(&old);
         agn_checkpoint_free(ck);
@@ -745,10 +476,10 @@ static int setup_resume(trainer *t)
     if (all < t->world) return agn_seterr("rank 0 could not read %s", path);
     if (agn_comm_broadcast(t->comm, &pos, sizeof pos, AGN_U8, 0) != 0) return -1;
     /* shared parameters: rank 0 restored the one copy, before the all-reduce above */
-    if (!t->m.params_external && agn_comm_broadcast(t->comm, t->m.params, t->m.n_params, AGN_F32, 0) != 0)
+    if (!t->m.params_external && agn_comm_broadcast(t->gcomm, t->m.params, t->m.n_params, AGN_F32, 0) != 0)
         return -1;
-    if (agn_comm_broadcast(t->comm, t->adam_m, t->m.n_params, AGN_F32, 0) != 0) return -1;
-    if (agn_comm_broadcast(t->comm, t->adam_v, t->m.n_params, AGN_F32, 0) != 0) return -1;
+    if (agn_comm_broadcast(t->gcomm, t->m.adam_m, t->m.n_params, AGN_F32, 0) != 0) return -1;
+    if (agn_comm_broadcast(t->gcomm, t->m.adam_v, t->m.n_params, AGN_F32, 0) != 0) return -1;
     t->pos.epoch = pos.epoch;
     t->pos.step = pos.step;
     t->pos.cursor = pos.cursor;
@@ -760,89 +491,7 @@ static int setup_resume(trainer *t)
     return 0;
 }
 
-static int setup_rundir(trainer *t)
-{
-    const agn_train_opts *o = t->o;
-    if (t->rank != 0) return 0;
-    if (agn_mkdir_p(o->run_dir) != 0) return -1;
-    t->path_last = path_join(o->run_dir, "last.safetensors");
-    t->path_best = path_join(o->run_dir, "best.safetensors");
-    char *pm = path_join(o->run_dir, "metrics.csv");
-    struct stat st;
-    int exists = stat(t->path_last, &st) == 0 || stat(pm, &st) == 0;
-    free(pm);
-    /* resuming into the run directory the checkpoint came from continues its
-     * files; anything else starts them afresh, and will not overwrite a
-     * previous run without --force */
-    int append = 0;
-    if (exists && o->resume) {
-        char *a = realpath(o->resume, NULL), *b = realpath(o->run_dir, NULL);
-        char *ad = a ? dir_of(a) : NULL;
-        append = ad && b && strcmp(ad, b) == 0;
-        free(a);
-        free(b);
-        free(ad);
-    }
-    if (exists && !append && !o->force)
-        return agn_seterr("%s: holds a previous run (use --force to overwrite it, or --resume %s/last.safetensors)",
-                          o->run_dir, o->run_dir);
-    char *pl = path_join(o->run_dir, "train.log");
-    t->log = fopen(pl, append ? "a" : "w");
-    if (!t->log) {
-        agn_seterr_errno("%s", pl);
-        free(pl);
-        return -1;
-    }
-    free(pl);
-    if (!append) {
-        unlink(t->path_best);
-        if (!o->resume) unlink(t->path_last);
-    }
-    t->steps_csv = open_csv(o->run_dir, "steps.csv", steps_header, !append);
-    if (!t->steps_csv) return -1;
-    t->metrics_csv = open_csv(o->run_dir, "metrics.csv", metrics_header, !append);
-    if (!t->metrics_csv) return -1;
-    return write_config_yaml(t);
-}
-
 /* ---- the training loop ---------------------------------------------------------------- */
-
-typedef struct {
-    long steps;
-    double samples, tokens, loss_sum;
-    double time, compute, comm, optim, data;
-    double imbalance; /* the slowest rank's compute minus the ranks' mean, summed */
-    float lr;
-} epoch_acc;
-
-static void fmt_eta(double s, char *buf, size_t n)
-{
-    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-}
-
-static void progress(trainer *t, double loss, double rate, long steps_left)
-{
-    if (!t->tty || t->o->quiet || t->rank != 0) return;
-    double now = agn_now();
-    if (now - t->last_progress < 0.25 && steps_left > 0) return;
-    t->last_progress = now;
-    char eta[32];
-    fmt_eta(rate > 0 ? (double)steps_left * (double)t->cfg->global_batch / rate : NAN, eta, sizeof eta);
-    fprintf(stderr, "\r\033[Kepoch %u/%ld  step %llu/%llu  loss %.4f  %.0f samples/s  ETA %s", t->pos.epoch + 1,
-            t->cfg->epochs, (unsigned long long)t->pos.step, (unsigned long long)t->pos.total_steps, loss, rate, eta);
-    fflush(stderr);
-}
-
-static void progress_clear(trainer *t)
-{
-    if (t->tty && !t->o->quiet && t->rank == 0 && t->last_progress > 0) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
-    t->last_progress = 0;
-}
 
 /* Validation, best checkpoint, last checkpoint.  *out gets the metrics. */
 static int eval_and_save(trainer *t, agn_metrics *out, int *have)
@@ -860,38 +509,21 @@ static int eval_and_save(trainer *t, agn_metrics *out, int *have)
         *have = 1;
         if (t->rank == 0 && out->accuracy > t->pos.best_val_acc) {
             t->pos.best_val_acc = out->accuracy;
-            if (save_checkpoint(t, t->path_best, 0) != 0) return -1;
+            if (save_checkpoint(t, t->rd.path_best, 0) != 0) return -1;
         }
     }
     /* the Adam moments are sharded across ranks: rank 0 needs them whole */
-    if (t->world > 1 && (agn_zero_gather(&t->zero, t->adam_m) != 0 || agn_zero_gather(&t->zero, t->adam_v) != 0))
+    if (t->world > 1 && (agn_zero_gather(&t->zero, t->m.adam_m) != 0 || agn_zero_gather(&t->zero, t->m.adam_v) != 0))
         return -1;
-    if (t->rank == 0 && save_checkpoint(t, t->path_last, 1) != 0) return -1;
+    if (t->rank == 0 && save_checkpoint(t, t->rd.path_last, 1) != 0) return -1;
     t->saved_last = 1;
     return 0;
-}
-
-static void write_metrics_row(trainer *t, uint32_t epoch, const epoch_acc *a, const agn_metrics *vm, int have_val)
-{
-    if (t->rank != 0 || !t->metrics_csv) return;
-    FILE *fp = t->metrics_csv;
-    fprintf(fp, "%u,%d,cpu,%s,%s,%d,%s,%zu,%ld,%llu,%08x,%ld,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.1f,%.6f,",
-            epoch + 1, t->world, t->comm->ops && t->comm->ops->name ? t->comm->ops->name : "none", t->device,
-            t->o->threads, t->cfg->name, t->m.n_params, t->cfg->global_batch, (unsigned long long)t->epoch_examples,
-            t->data_id, a->steps, a->samples, a->tokens, a->time, a->compute, a->comm, a->optim, a->data,
-            a->time > 0 ? a->samples / a->time : 0, a->time > 0 ? a->tokens / a->time : 0,
-            a->samples > 0 ? a->loss_sum / a->samples : NAN);
-    if (have_val) fprintf(fp, "%.6f,%.6f,%.6f,", vm->loss, vm->accuracy, vm->macro_f1);
-    else fprintf(fp, ",,,");
-    fprintf(fp, "%.6g,%.4f\n", a->lr, a->imbalance);
-    fflush(fp);
-    fsync(fileno(fp));
 }
 
 /* What a run stopped by a NaN leaves behind, for its message. */
 static const char *last_good(const trainer *t, char *buf, size_t n)
 {
-    if (t->saved_last) snprintf(buf, n, "The last good checkpoint is %s", t->path_last);
+    if (t->saved_last) snprintf(buf, n, "The last good checkpoint is %s", t->rd.path_last);
     else if (t->o->resume) snprintf(buf, n, "The last good checkpoint is still %s", t->o->resume);
     else snprintf(buf, n, "No checkpoint was written before it (the first is written at the first validation)");
     return buf;
@@ -945,6 +577,19 @@ static int test_fault(const trainer *t)
     return 0;
 }
 
+/* One rank's optimizer step: the global norm, clipping and AdamW over the
+ * whole table (with several ranks zero.c does this on shards). */
+static int optimizer_step(trainer *t, long step, float lr, double *gnorm)
+{
+    agn_model *m = &t->m;
+    if (m->ops->norm(m, m->grads, m->n_params, gnorm) != 0 || m->ops->wait(m, NULL) != 0) return -1;
+    agn_adam_args a = {.lr = lr, .beta1 = t->oc.beta1, .beta2 = t->oc.beta2, .eps = t->oc.eps,
+                       .weight_decay = t->oc.weight_decay, .coef = agn_clip_coef(&t->oc, *gnorm),
+                       .step = step};
+    if (m->ops->adamw(m, m->tensors, m->n_tensors, &a) != 0) return -1;
+    return m->ops->wait(m, NULL);
+}
+
 static int train_loop(trainer *t)
 {
     const agn_train_opts *o = t->o;
@@ -961,7 +606,7 @@ static int train_loop(trainer *t)
     while (status == 0 && t->pos.epoch < (uint64_t)t->cfg->epochs) {
         uint32_t epoch = t->pos.epoch;
         agn_train_permutation(t->perm, t->train.n, t->cfg->seed, epoch);
-        epoch_acc acc;
+        agn_epoch_stats acc;
         memset(&acc, 0, sizeof acc);
         int stop_now = 0;
         while (t->pos.cursor < E) {
@@ -985,7 +630,7 @@ static int train_loop(trainer *t)
             double tokens = 0;
             for (long j = 0; j < Bk; j++) {
                 gidx[j] = t->perm[t->pos.cursor + (uint64_t)j];
-                uint64_t len = ex_len(&t->train, gidx[j], T);
+                uint64_t len = agn_example_len(&t->train, gidx[j], T);
                 tokens += (double)len;
                 gcost[j] = agn_train_cost(len, t->cfg->d_model, t->cfg->d_ff);
             }
@@ -994,10 +639,12 @@ static int train_loop(trainer *t)
             if (o->pad_to_max) agn_train_slice(Bk, t->rank, t->world, &start, &count);
             else agn_train_slice_cost(gcost, Bk, t->rank, t->world, &start, &count);
             test_trace_batch(t, gidx + start, count);
-            batch_fill(&t->bb, &t->train, gidx + start, (int)count, T, o->pad_to_max);
-            if (t->world > 1 && agn_zero_begin_step(&t->zero, t->bb.b.ids, (size_t)t->bb.b.B * (size_t)t->bb.b.T) != 0) {
-                status = -1;
-                break;
+            agn_batch_fill(&t->bb, &t->train, gidx + start, (int)count, T, o->pad_to_max);
+            /* the rows of the token embedding the step can change: every rank
+             * knows the whole global batch, so no collective is needed */
+            if (t->world > 1) {
+                size_t nr = agn_batch_token_union(&t->train, gidx, Bk, T, t->union_mark, t->union_rows);
+                agn_zero_begin_step(&t->zero, t->union_rows, nr);
             }
             t->bb.b.seed = t->cfg->seed;
             t->bb.b.epoch = epoch;
@@ -1006,27 +653,30 @@ static int train_loop(trainer *t)
             double t1 = agn_now();
 
             /* ---- compute: forward, backward; buckets reduce as backward goes */
-            if (t->world > 1) agn_zero_clear_grads(&t->zero); /* the embedding's sparse rows only */
-            else memset(t->m.grads, 0, t->m.n_params * sizeof(float));
+            int brc = t->world > 1 ? agn_zero_clear_grads(&t->zero) /* the embedding's sparse rows only */
+                                   : t->m.ops->zero(&t->m, t->m.grads, t->m.n_params);
             /* [1]: ranks that were asked to stop; all stop after this step */
             double loss_sum[2] = {0, o->stop && *o->stop ? 1 : 0};
-            double waited = 0;
-            agn_comm_req *loss_req = NULL;
-            if (count > 0) {
-                loss_sum[0] = agn_model_forward(&t->m, &t->bb.b);
-                if (agn_comm_allreduce_start(t->comm, loss_sum, 2, AGN_F64, &loss_req) != 0) {
-                    status = -1;
-                    break;
-                }
-                if (t->slow_us > 0) usleep((useconds_t)t->slow_us); /* a slower rank, for the tests */
-                agn_model_backward(&t->m, &t->bb.b);
-            } else if (agn_comm_allreduce_start(t->comm, loss_sum, 2, AGN_F64, &loss_req) != 0) {
+            double waited = 0, device_s = -1;
+            if (brc == 0 && count > 0) {
+                brc = agn_model_submit_forward(&t->m, &t->bb.b, 1);
+                if (brc == 0 && t->slow_us > 0) usleep((useconds_t)t->slow_us); /* a slower rank, for the tests */
+                if (brc == 0) brc = agn_model_backward(&t->m, &t->bb.b);
+            }
+            /* the host waits for the device here (a no-op on the CPU) */
+            if (brc == 0) brc = agn_model_wait(&t->m, &device_s);
+            if (brc != 0) {
                 status = -1;
                 break;
             }
+            if (count > 0) loss_sum[0] = t->m.loss_sum;
+            /* every rank issues the same collectives in the same order: the
+             * buckets (all started by a backward; a rank with an empty slice
+             * starts them here), then the loss */
+            buckets_start_from(&t->bk, 0);
             double t2 = agn_now();
             double tw = agn_now();
-            int crc = agn_comm_wait(t->comm, loss_req);
+            int crc = agn_comm_allreduce(t->comm, loss_sum, 2, AGN_F64);
             waited += agn_now() - tw;
             if (buckets_finish(&t->bk, &waited) != 0 || crc != 0) {
                 status = -1;
@@ -1039,35 +689,30 @@ static int train_loop(trainer *t)
             long step = (long)t->pos.step;
             if (t->nan_step > 0 && step + 1 == t->nan_step) loss = NAN;
             if (!isfinite(loss)) {
-                progress_clear(t);
+                agn_rundir_progress_clear(&t->rd);
                 status = agn_seterr("step %ld (epoch %u): the loss is %s; stopping. %s", step + 1, epoch + 1,
                                     isnan(loss) ? "NaN" : "infinite", last_good(t, lg, sizeof lg));
                 break;
             }
             float lr = agn_lr_at(&t->oc, step);
-            double gnorm, owaited = 0; /* owaited: the all-gather of the parameters */
-            double compute_s = (t2 - t1) + (t3 - t2 - waited), imbalance_s = 0;
-            if (t->world > 1) { /* every rank's compute time travels with the gradient norm */
-                memset(t->zero.stats, 0, t->zero.n_stats * sizeof *t->zero.stats);
-                t->zero.stats[t->rank] = compute_s;
-            }
-            if (t->world == 1) {
-                gnorm = agn_adamw_step(&t->m, t->adam_m, t->adam_v, &t->oc, step, lr);
-            } else if (agn_zero_adamw_step(&t->zero, t->adam_m, t->adam_v, &t->oc, step, lr, &gnorm, &owaited) != 0) {
+            double gnorm = 0, owaited = 0; /* owaited: the all-gather of the parameters */
+            /* compute: the device's own time where the backend measures it
+             * (CUDA events), else the host's clock less the waits */
+            double compute_s = device_s >= 0 ? device_s : (t2 - t1) + (t3 - t2 - waited), imbalance_s = 0;
+            agn_zero_step zs;
+            if (t->world == 1 ? optimizer_step(t, step, lr, &gnorm) != 0
+                              : agn_zero_adamw_step(&t->zero, &t->oc, step, lr, compute_s, &zs) != 0) {
                 status = -1;
                 break;
             }
             double t4 = agn_now();
             if (t->world > 1) {
-                double most = 0, sum = 0;
-                for (int r = 0; r < t->world; r++) {
-                    sum += t->zero.stats[r];
-                    if (t->zero.stats[r] > most) most = t->zero.stats[r];
-                }
-                imbalance_s = most - sum / t->world;
+                gnorm = zs.norm;
+                owaited = zs.waited;
+                imbalance_s = zs.imbalance;
             }
             if (!isfinite(gnorm)) {
-                progress_clear(t);
+                agn_rundir_progress_clear(&t->rd);
                 status = agn_seterr("step %ld (epoch %u): the gradient norm is %s; stopping (lower the learning rate?). %s",
                                     step + 1, epoch + 1, isnan(gnorm) ? "NaN" : "infinite", last_good(t, lg, sizeof lg));
                 break;
@@ -1090,17 +735,19 @@ static int train_loop(trainer *t)
             run_samples += (double)Bk;
 
             if (t->rank == 0 && (t->pos.step % (uint64_t)t->cfg->log_every == 0 || t->pos.cursor >= E)) {
-                fprintf(t->steps_csv, "%llu,%u,%llu,%.6f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
-                        (unsigned long long)t->pos.step, epoch + 1, (unsigned long long)(run_samples), loss, lr, gnorm,
-                        t4 - t0, compute_s, comm_s, optim_s, data_s, imbalance_s);
-                fflush(t->steps_csv);
-                tlog(t, 0, "epoch %u step %llu loss %.4f lr %.3g grad_norm %.3f", epoch + 1,
+                agn_step_row row = {.step = t->pos.step, .epoch = epoch + 1, .samples = (uint64_t)run_samples,
+                                    .loss = loss, .lr = lr, .grad_norm = gnorm, .time = t4 - t0,
+                                    .compute = compute_s, .comm = comm_s, .optim = optim_s, .data = data_s,
+                                    .imbalance = imbalance_s};
+                agn_rundir_step_row(&t->rd, &row);
+                agn_rundir_log(&t->rd, 0, "epoch %u step %llu loss %.4f lr %.3g grad_norm %.3f", epoch + 1,
                      (unsigned long long)t->pos.step, loss, lr, gnorm);
             }
             double el = agn_now() - run_start;
             long left = (long)t->pos.total_steps - (long)t->pos.step;
             if (o->max_steps > 0 && o->max_steps - (long)t->pos.step < left) left = o->max_steps - (long)t->pos.step;
-            progress(t, loss, el > 0 ? run_samples / el : 0, left);
+            agn_rundir_progress(&t->rd, t->cfg, t->pos.epoch, t->pos.step, t->pos.total_steps, loss,
+                                el > 0 ? run_samples / el : 0, left);
 
             /* ---- validation in the middle of an epoch */
             if (t->cfg->eval_every > 0 && t->pos.step % (uint64_t)t->cfg->eval_every == 0 && t->pos.cursor < E) {
@@ -1111,8 +758,8 @@ static int train_loop(trainer *t)
                     break;
                 }
                 if (have) {
-                    progress_clear(t);
-                    tlog(t, 1, "step %llu: val_loss %.4f val_acc %.4f val_f1 %.4f", (unsigned long long)t->pos.step,
+                    agn_rundir_progress_clear(&t->rd);
+                    agn_rundir_log(&t->rd, 1, "step %llu: val_loss %.4f val_acc %.4f val_f1 %.4f", (unsigned long long)t->pos.step,
                          vm.loss, vm.accuracy, vm.macro_f1);
                     agn_metrics_free(&vm);
                 }
@@ -1132,26 +779,33 @@ static int train_loop(trainer *t)
             agn_metrics vm;
             memset(&vm, 0, sizeof vm);
             int have = 0;
-            progress_clear(t);
+            agn_rundir_progress_clear(&t->rd);
             if (eval_and_save(t, &vm, &have) != 0) {
                 status = -1;
                 break;
             }
-            write_metrics_row(t, epoch, &acc, &vm, have);
+            agn_rundir_metrics_row(&t->rd, &t->info, epoch, &acc, &vm, have);
             char val[128] = "";
             if (have) snprintf(val, sizeof val, "  val_loss %.4f  val_acc %.4f  val_f1 %.4f", vm.loss, vm.accuracy, vm.macro_f1);
-            tlog(t, 1, "epoch %u%s: %ld steps  %.1f s  %.0f samples/s  train_loss %.4f%s", epoch + 1,
+            agn_rundir_log(&t->rd, 1, "epoch %u%s: %ld steps  %.1f s  %.0f samples/s  train_loss %.4f%s", epoch + 1,
                  epoch_done ? "" : " (partial)", acc.steps, acc.time, acc.time > 0 ? acc.samples / acc.time : 0,
                  acc.samples > 0 ? acc.loss_sum / acc.samples : NAN, val);
             if (have) agn_metrics_free(&vm);
+            if (t->world > 1) {
+                double vb, vd;
+                agn_zero_take_volume(&t->zero, &vb, &vd);
+                agn_rundir_log(&t->rd, 0,
+                               "epoch %u: gradients reduced %.2f MB a step (the embedding's rows of the batch only; "
+                               "%.2f MB dense)", epoch + 1, vb / 1e6, vd / 1e6);
+            }
         }
         if (stop_now == 1) {
-            tlog(t, 1, "stopped after %llu steps (--max-steps); resume with --resume %s/last.safetensors",
+            agn_rundir_log(&t->rd, 1, "stopped after %llu steps (--max-steps); resume with --resume %s/last.safetensors",
                  (unsigned long long)t->pos.step, o->run_dir);
             break;
         }
         if (stop_now == 2) {
-            tlog(t, 1, "interrupted after %llu steps; checkpoint %s/last.safetensors", (unsigned long long)t->pos.step,
+            agn_rundir_log(&t->rd, 1, "interrupted after %llu steps; checkpoint %s/last.safetensors", (unsigned long long)t->pos.step,
                  o->run_dir);
             status = AGN_TRAIN_STOPPED;
             break;
@@ -1164,6 +818,33 @@ static int train_loop(trainer *t)
 
 /* ---- entry ------------------------------------------------------------------------------ */
 
+/* What config.yaml's run: section and metrics.csv's fixed columns say. */
+static void fill_info(trainer *t)
+{
+    const agn_train_opts *o = t->o;
+    agn_run_info *ri = &t->info;
+    ri->cfg = t->cfg;
+    ri->world = t->world;
+    ri->threads = o->threads;
+    ri->bound_cpus = agn_launch_bound();
+    ri->transport = transport_name(t->gcomm);
+    ri->backend = t->m.ops->name;
+    ri->device = t->device;
+    ri->train_paths = o->train_paths;
+    ri->n_train = o->n_train;
+    ri->val_paths = o->val_paths;
+    ri->n_val = o->n_val;
+    ri->train_examples = t->epoch_examples;
+    ri->total_steps = t->pos.total_steps;
+    ri->data_id = t->data_id;
+    ri->steps_per_epoch = t->steps_per_epoch;
+    ri->max_steps = o->max_steps;
+    ri->params = t->m.n_params;
+    ri->pad_to_max = o->pad_to_max;
+    ri->bucket_bytes = o->bucket_bytes;
+    ri->resume = o->resume;
+}
+
 int agn_train(const agn_train_opts *o, agn_comm *comm)
 {
     trainer tr, *t = &tr;
@@ -1173,18 +854,16 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
     t->comm = comm;
     t->rank = comm->rank;
     t->world = comm->world;
-    t->tty = agn_stderr_is_tty();
+    /* until the run directory is open: messages to stderr only */
+    t->rd.rank = t->rank;
+    t->rd.world = t->world;
+    t->rd.quiet = o->quiet;
     snprintf(t->device, sizeof t->device, "%s", o->device ? o->device : "cpu");
     const char *ns = getenv("AGN_TEST_NAN_STEP");
     if (ns && *ns) t->nan_step = strtol(ns, NULL, 10);
     const char *sr = getenv("AGN_TEST_SLOW_RANK"), *sm = getenv("AGN_TEST_SLOW_MS");
     if (sr && *sr && sm && *sm && strtol(sr, NULL, 10) == t->rank) t->slow_us = 1000 * strtol(sm, NULL, 10);
-    if (o->threads > 0) {
-#ifdef _OPENMP
-        omp_set_num_threads(o->threads);
-#endif
-        if (openblas_set_num_threads) openblas_set_num_threads(o->threads);
-    }
+    if (o->threads > 0) agn_cpu_set_threads(o->threads);
 
     int rc = 0;
     if (agn_config_check(t->cfg) != 0) rc = -1;
@@ -1193,40 +872,44 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
     if (rc == 0 && o->resume) rc = setup_resume(t);
     if (rc == 0) {
         t->config_yaml = agn_config_to_string(t->cfg);
-        rc = setup_rundir(t);
+        fill_info(t);
+        rc = agn_rundir_open(&t->rd, o->run_dir, o->resume, o->force, t->rank, t->world, o->quiet);
+        if (rc == 0) rc = agn_rundir_write_config(&t->rd, &t->info);
     }
     if (rc == 0) {
         if (t->pos.step > 0)
-            tlog(t, 1, "resuming %s at epoch %u, step %llu, example %llu of the epoch", o->resume, t->pos.epoch + 1,
-                 (unsigned long long)t->pos.step, (unsigned long long)t->pos.cursor);
-        tlog(t, 1, "config %s: %zu parameters; %llu training examples%s, %ld steps per epoch of %ld; %llu validation examples; %d rank%s x %d threads%s",
-             t->cfg->name, t->m.n_params, (unsigned long long)t->epoch_examples,
-             t->epoch_examples < t->train.n ? " (--max-examples)" : "", t->steps_per_epoch, t->cfg->global_batch,
-             (unsigned long long)(t->have_val ? t->val.n : 0), t->world, t->world > 1 ? "s" : "", o->threads,
-             agn_launch_bound() ? ", each rank on its own CPUs" : "");
+            agn_rundir_log(&t->rd, 1, "resuming %s at epoch %u, step %llu, example %llu of the epoch", o->resume,
+                           t->pos.epoch + 1, (unsigned long long)t->pos.step, (unsigned long long)t->pos.cursor);
+        agn_rundir_log(&t->rd, 1,
+                       "config %s: %zu parameters; %llu training examples%s, %ld steps per epoch of %ld; %llu "
+                       "validation examples; %d rank%s x %d threads%s; backend %s (%s)",
+                       t->cfg->name, t->m.n_params, (unsigned long long)t->epoch_examples,
+                       t->epoch_examples < t->train.n ? " (--max-examples)" : "", t->steps_per_epoch,
+                       t->cfg->global_batch, (unsigned long long)(t->have_val ? t->val.n : 0), t->world,
+                       t->world > 1 ? "s" : "", o->threads, agn_launch_bound() ? ", each rank on its own CPUs" : "",
+                       t->m.ops->name, t->device);
         rc = train_loop(t);
-        progress_clear(t);
+        agn_rundir_progress_clear(&t->rd);
     }
-    if (rc < 0 && t->log) {
-        fprintf(t->log, "error: %s\n", agn_errmsg());
-        fflush(t->log);
+    if (rc < 0 && t->rd.log) {
+        fprintf(t->rd.log, "error: %s\n", agn_errmsg());
+        fflush(t->rd.log);
     }
-
-    if (t->log) fclose(t->log);
-    if (t->steps_csv && fclose(t->steps_csv) != 0 && rc == 0) rc = agn_seterr_errno("%s/steps.csv", o->run_dir);
-    if (t->metrics_csv && fclose(t->metrics_csv) != 0 && rc == 0) rc = agn_seterr_errno("%s/metrics.csv", o->run_dir);
-    free(t->path_last);
-    free(t->path_best);
+    if (agn_rundir_close(&t->rd) != 0 && rc == 0) rc = -1;
     free(t->perm);
     free(t->config_yaml);
-    free(t->adam_m);
-    free(t->adam_v);
+    free(t->host_params);
+    free(t->host_m);
+    free(t->host_v);
+    free(t->union_mark);
+    free(t->union_rows);
     if (t->m.params) {
-        batch_free(&t->bb);
+        agn_batch_free(&t->bb);
         buckets_free(&t->bk);
         if (t->world > 1) agn_zero_free(&t->zero);
-        agn_model_free(&t->m);
     }
+    agn_comm_free(t->staged);
+    if (t->m.params) agn_model_free(&t->m);
     if (t->vocab) agn_vocab_free(t->vocab);
     agn_dataset_free(&t->train);
     agn_dataset_free(&t->val);

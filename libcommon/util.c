@@ -442,3 +442,23 @@ int agn_close_stdout(void)
     }
     return 0;
 }
+
+char *agn_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = agn_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+char *agn_dir_of(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    if (!s) return agn_xstrdup(".");
+    size_t n = (size_t)(s - path);
+    if (n == 0) n = 1;
+    char *d = agn_xmalloc(n + 1);
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}

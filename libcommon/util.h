@@ -94,6 +94,10 @@ char *agn_read_file(const char *path, size_t *len);
 char *agn_read_stream(FILE *fp, const char *name, size_t *len);
 /* mkdir -p; 0 if it exists already as a directory. */
 int agn_mkdir_p(const char *path);
+/* DIR/NAME, allocated. */
+char *agn_path_join(const char *dir, const char *name);
+/* The folder of PATH ("." when it has none), allocated. */
+char *agn_dir_of(const char *path);
 /* Seconds from a monotonic clock. */
 double agn_now(void);
 /* The data folder: $AGN_DATA, else DEFAULT. */

@@ -34,8 +34,8 @@ static void add_range(agn_zero *z, const agn_model *m, size_t start, size_t end,
     r->count = z->n_pieces - r->first;
 }
 
-void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
-                   const size_t *end)
+int agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
+                  const size_t *end)
 {
     memset(z, 0, sizeof *z);
     z->comm = c;
@@ -54,13 +54,19 @@ void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *
     if (emb && emb->ndim == 2) {
         z->vocab = (size_t)emb->shape[0];
         z->dim = (size_t)emb->shape[1];
-        z->mask = agn_xcalloc(z->vocab, 1);
         z->rows = agn_xcalloc(z->vocab, sizeof *z->rows);
+        /* the packed rows at a fixed address, sized for the whole vocabulary
+         * (a device backend captures it in a graph) */
+        z->packed = m->ops->alloc(m, z->vocab * z->dim * sizeof(float));
+        if (!z->packed) return agn_seterr("cannot allocate the sparse embedding buffer");
     }
+    /* the spans of the norm and the clipping: at most one per piece and one
+     * per row of the embedding shard */
+    z->spans = agn_xcalloc((size_t)m->n_tensors + (size_t)n + 2 + z->vocab, sizeof *z->spans);
     for (int b = 0; b < n; b++) {
         z->bucket_first[b] = z->n_ranges;
         size_t s = start[b], e = end[b];
-        if (z->mask && s <= e0 && e1 <= e) { /* the embedding, alone in its range */
+        if (z->rows && s <= e0 && e1 <= e) { /* the embedding, alone in its range */
             if (s < e0) add_range(z, m, s, e0, 0);
             add_range(z, m, e0, e1, 1);
             if (e1 < e) add_range(z, m, e1, e, 0);
@@ -69,6 +75,7 @@ void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *
         }
         z->bucket_count[b] = z->n_ranges - z->bucket_first[b];
     }
+    return 0;
 }
 
 void agn_zero_free(agn_zero *z)
@@ -77,56 +84,52 @@ void agn_zero_free(agn_zero *z)
     free(z->bucket_count);
     free(z->ranges);
     free(z->pieces);
-    free(z->mask);
     free(z->rows);
-    free(z->packed);
+    free(z->spans);
+    if (z->packed) z->m->ops->release(z->m, z->packed);
     free(z->norm_buf);
     memset(z, 0, sizeof *z);
 }
 
 /* ---- reduction ------------------------------------------------------------------ */
 
-int agn_zero_begin_step(agn_zero *z, const int32_t *ids, size_t n)
+void agn_zero_begin_step(agn_zero *z, const int32_t *rows, size_t n)
 {
-    if (!z->mask) return 0;
-    memset(z->mask, 0, z->vocab);
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] >= 0 && (size_t)ids[i] < z->vocab) z->mask[ids[i]] = 1;
-    /* a sum of 0/1 in a byte: 256 ranks could wrap to 0 */
-    if (z->comm->world > 255) return agn_seterr("sparse embedding reduction: more than 255 ranks");
-    return agn_comm_allreduce_start(z->comm, z->mask, z->vocab, AGN_U8, &z->mask_req);
+    if (!z->rows) return;
+    /* the rows written last step are cleared by agn_zero_clear_grads first */
+    z->next_rows = rows;
+    z->n_next_rows = n;
 }
 
-void agn_zero_clear_grads(agn_zero *z)
+int agn_zero_clear_grads(agn_zero *z)
 {
-    float *g = z->m->grads;
+    agn_model *m = z->m;
+    float *g = m->grads;
     for (int i = 0; i < z->n_ranges; i++) {
         const agn_zero_range *r = &z->ranges[i];
         if (!r->sparse) {
-            memset(g + r->start, 0, (r->end - r->start) * sizeof *g);
+            if (m->ops->zero(m, g + r->start, r->end - r->start) != 0) return -1;
             continue;
         }
-        for (size_t k = 0; k < z->n_rows; k++)
-            memset(g + r->start + (size_t)z->rows[k] * z->dim, 0, z->dim * sizeof *g);
+        /* the rows of the last step's union: no other row was written */
+        if (z->n_rows && m->ops->rows(m, g + r->start, NULL, z->rows, z->n_rows, z->dim, 1) != 0)
+            return -1;
     }
+    if (z->next_rows) {
+        memcpy(z->rows, z->next_rows, z->n_next_rows * sizeof *z->rows);
+        z->n_rows = z->n_next_rows;
+        z->next_rows = NULL;
+    }
+    return 0;
 }
 
 static int sparse_start(agn_zero *z, agn_zero_range *r)
 {
-    if (agn_comm_wait(z->comm, z->mask_req) != 0) {
-        z->mask_req = NULL;
-        return -1;
-    }
-    z->mask_req = NULL;
-    size_t k = 0;
-    for (size_t v = 0; v < z->vocab; v++)
-        if (z->mask[v]) z->rows[k++] = (int32_t)v;
-    z->n_rows = k;
-    z->packed = agn_xrealloc(z->packed, (k ? k : 1) * z->dim * sizeof *z->packed);
-    const float *g = z->m->grads + r->start;
-    for (size_t i = 0; i < k; i++)
-        memcpy(z->packed + i * z->dim, g + (size_t)z->rows[i] * z->dim, z->dim * sizeof(float));
-    return agn_comm_allreduce_start(z->comm, z->packed, k * z->dim, AGN_F32, &z->emb_req);
+    agn_model *m = z->m;
+    if (m->ops->rows(m, z->packed, m->grads + r->start, z->rows, z->n_rows, z->dim, 0) != 0) return -1;
+    z->volume += (double)(z->n_rows * z->dim);
+    z->volume_dense += (double)(r->end - r->start);
+    return agn_comm_allreduce_start(z->comm, z->packed, z->n_rows * z->dim, AGN_F32, &z->emb_req);
 }
 
 int agn_zero_reduce_start(agn_zero *z, int b)
@@ -137,6 +140,11 @@ int agn_zero_reduce_start(agn_zero *z, int b)
                            : agn_comm_reduce_scatter_start(z->comm, z->m->grads + r->start,
                                                            r->end - r->start, AGN_F32, &r->req);
         if (rc != 0) return -1;
+        if (!r->sparse) {
+            z->volume += (double)(r->end - r->start);
+            z->volume_dense += (double)(r->end - r->start);
+        }
+        if (b == z->n_buckets - 1 && i == z->bucket_count[b] - 1) z->volume_steps++;
     }
     return 0;
 }
@@ -144,10 +152,9 @@ int agn_zero_reduce_start(agn_zero *z, int b)
 /* Waits for every request of the step (the sparse rows scattered back). */
 static int wait_all(agn_zero *z, double *waited)
 {
+    agn_model *m = z->m;
     double t = agn_now();
     int rc = 0;
-    if (agn_comm_wait(z->comm, z->mask_req) != 0) rc = -1;
-    z->mask_req = NULL;
     for (int i = 0; i < z->n_ranges; i++) {
         agn_zero_range *r = &z->ranges[i];
         if (agn_comm_wait(z->comm, r->req) != 0 && rc == 0) rc = -1;
@@ -159,9 +166,8 @@ static int wait_all(agn_zero *z, double *waited)
         if (erc != 0 && rc == 0) rc = -1;
         for (int i = 0; i < z->n_ranges && rc == 0; i++) {
             if (!z->ranges[i].sparse) continue;
-            float *g = z->m->grads + z->ranges[i].start;
-            for (size_t k = 0; k < z->n_rows; k++)
-                memcpy(g + (size_t)z->rows[k] * z->dim, z->packed + k * z->dim, z->dim * sizeof(float));
+            if (m->ops->rows(m, m->grads + z->ranges[i].start, z->packed, z->rows, z->n_rows, z->dim, 1) != 0)
+                rc = -1;
         }
     }
     if (waited) *waited += agn_now() - t;
@@ -170,17 +176,15 @@ static int wait_all(agn_zero *z, double *waited)
 
 /* ---- the optimizer step ------------------------------------------------------------- */
 
-/* Calls FN on the parts of this rank's shard of range R that can be
- * non-zero: all of it, or for the sparse embedding the rows of the step's
- * union only (every other row is 0 and stays 0 under scaling). */
-static void shard_parts(agn_zero *z, const agn_zero_range *r, void (*fn)(float *g, long n, void *ctx),
-                        void *ctx)
+/* The spans of this rank's shard of range R that can be non-zero: all of
+ * it, or for the sparse embedding the rows of the step's union only (every
+ * other row is 0 and stays 0 under scaling); appended to z->spans. */
+static int shard_spans(agn_zero *z, const agn_zero_range *r, int n)
 {
-    float *grads = z->m->grads;
     if (!r->sparse) {
         for (int i = r->first; i < r->first + r->count; i++)
-            fn(grads + z->pieces[i].offset, (long)z->pieces[i].numel, ctx);
-        return;
+            z->spans[n++] = (agn_span){z->pieces[i].offset, z->pieces[i].numel};
+        return n;
     }
     size_t lo, hi;
     agn_comm_shard(r->end - r->start, z->comm->world, z->comm->rank, &lo, &hi);
@@ -190,51 +194,46 @@ static void shard_parts(agn_zero *z, const agn_zero_range *r, void (*fn)(float *
         size_t a = r->start + (size_t)z->rows[k] * z->dim, e = a + z->dim;
         if (a < lo) a = lo;
         if (e > hi) e = hi;
-        if (a < e) fn(grads + a, (long)(e - a), ctx);
+        if (a < e) z->spans[n++] = (agn_span){a, e - a};
     }
+    return n;
 }
 
-static void add_squares(float *g, long n, void *ctx)
-{
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (long k = 0; k < n; k++) s += (double)g[k] * g[k];
-    *(double *)ctx += s;
-}
-
-static void scale(float *g, long n, void *ctx)
-{
-    const float coef = *(const float *)ctx;
-#pragma omp simd
-    for (long k = 0; k < n; k++) g[k] *= coef;
-}
-
-int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,
-                        long step, float lr, double *norm, double *waited)
+int agn_zero_adamw_step(agn_zero *z, const agn_optim_config *oc, long step, float lr,
+                        double compute_s, agn_zero_step *out)
 {
     agn_model *m = z->m;
-    if (wait_all(z, waited) != 0) return -1;
+    out->norm = 0;
+    out->waited = 0;
+    out->imbalance = 0;
+    if (wait_all(z, &out->waited) != 0) return -1;
 
     /* the global norm: this rank's shards in a fixed order, then the ranks */
+    int ns = 0;
+    for (int i = 0; i < z->n_ranges; i++) ns = shard_spans(z, &z->ranges[i], ns);
     double ss = 0;
-    for (int i = 0; i < z->n_ranges; i++) shard_parts(z, &z->ranges[i], add_squares, &ss);
+    if (m->ops->sumsq(m, m->grads, z->spans, ns, &ss) != 0 || m->ops->wait(m, NULL) != 0) return -1;
     double tw = agn_now();
-    z->norm_buf[0] = ss; /* the stats after it travel along */
+    /* every rank's compute time travels with the norm: no collective of its own */
+    memset(z->norm_buf, 0, (1 + z->n_stats) * sizeof *z->norm_buf);
+    z->norm_buf[0] = ss;
+    z->stats[z->comm->rank] = compute_s;
     if (agn_comm_allreduce(z->comm, z->norm_buf, 1 + z->n_stats, AGN_F64) != 0) return -1;
-    if (waited) *waited += agn_now() - tw;
-    *norm = sqrt(z->norm_buf[0]);
+    out->waited += agn_now() - tw;
+    out->norm = sqrt(z->norm_buf[0]);
+    double most = 0, sum = 0;
+    for (size_t r = 0; r < z->n_stats; r++) {
+        sum += z->stats[r];
+        if (z->stats[r] > most) most = z->stats[r];
+    }
+    out->imbalance = most - sum / (double)z->n_stats;
 
     /* clip as agn_adamw_step does (g * coef, rounded once), by scaling the
      * shard first and running the step itself without clipping */
-    float coef = 1.0f;
-    if (oc->grad_clip > 0.0f && isfinite(*norm)) {
-        double c = (double)oc->grad_clip / (*norm + 1e-6);
-        if (c < 1.0) coef = (float)c;
-    }
-    if (coef != 1.0f)
-        for (int i = 0; i < z->n_ranges; i++) shard_parts(z, &z->ranges[i], scale, &coef);
-    agn_optim_config noclip = *oc;
-    noclip.grad_clip = 0;
+    float coef = agn_clip_coef(oc, out->norm);
+    if (coef != 1.0f && m->ops->scale(m, m->grads, z->spans, ns, coef) != 0) return -1;
+    agn_adam_args a = {.lr = lr, .beta1 = oc->beta1, .beta2 = oc->beta2, .eps = oc->eps,
+                       .weight_decay = oc->weight_decay, .coef = 1.0f, .step = step};
 
     /* range by range, the embedding (the largest) first, so that its
      * all-gather runs while the others are updated */
@@ -243,20 +242,19 @@ int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_opt
         for (int i = z->n_ranges - 1; i >= 0 && rc == 0; i--) {
             agn_zero_range *r = &z->ranges[i];
             if ((pass == 0) != (r->sparse == 1)) continue;
-            agn_model view = *m;
-            view.tensors = z->pieces + r->first;
-            view.n_tensors = r->count;
-            view.n_params = 0; /* no norm: clipping is done */
-            agn_adamw_step(&view, adam_m, adam_v, &noclip, step, lr);
-            if (!z->shared_params)
+            rc = m->ops->adamw(m, z->pieces + r->first, r->count, &a);
+            /* the all-gather must see the update: on a device, stream order */
+            if (rc == 0 && !z->shared_params) rc = m->ops->wait(m, NULL);
+            if (rc == 0 && !z->shared_params)
                 rc = agn_comm_allgather_start(z->comm, m->params + r->start, r->end - r->start, AGN_F32,
                                               &r->req);
         }
-    if (wait_all(z, waited) != 0) rc = -1;
+    if (rc == 0) rc = m->ops->wait(m, NULL);
+    if (wait_all(z, &out->waited) != 0) rc = -1;
     if (rc == 0 && z->shared_params) { /* every shard is updated: publish */
         double tb = agn_now();
         rc = agn_comm_barrier(z->comm);
-        if (waited) *waited += agn_now() - tb;
+        out->waited += agn_now() - tb;
     }
     return rc;
 }
@@ -270,4 +268,13 @@ int agn_zero_gather(agn_zero *z, float *buf)
     }
     if (wait_all(z, NULL) != 0) rc = -1;
     return rc;
+}
+
+void agn_zero_take_volume(agn_zero *z, double *bytes, double *bytes_dense)
+{
+    double steps = z->volume_steps > 0 ? (double)z->volume_steps : 1;
+    *bytes = z->volume * sizeof(float) / steps;
+    *bytes_dense = z->volume_dense * sizeof(float) / steps;
+    z->volume = z->volume_dense = 0;
+    z->volume_steps = 0;
 }

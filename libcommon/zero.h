@@ -8,11 +8,19 @@
  *
  * The token embedding is the largest tensor and the most sparse gradient:
  * only the rows of tokens in the batch are non-zero.  Its rows are reduced
- * sparsely: before the forward pass the ranks sum a mask of the token ids
- * each saw (the union), and the embedding gradient travels as the rows of
- * that union only, in id order, all-reduced; every other row is 0 on every
- * rank, whose sum is 0.  The values are those of the dense reduction.  The
- * norm and the clipping visit those rows only, too.
+ * sparsely: every rank knows the whole global batch (the data order is a
+ * pure function of the seed), so before the forward pass each computes the
+ * union of its token ids (agn_batch_token_union) with no collective, and the
+ * embedding gradient travels as the rows of that union only, in id order,
+ * all-reduced; every other row is 0 on every rank, whose sum is 0.  The
+ * values are those of the dense reduction.  The norm and the clipping visit
+ * those rows only, too.  The rows are packed into a buffer of fixed address
+ * and known size before backward, so a device backend needs no host
+ * synchronisation inside backward.
+ *
+ * Memory: every buffer is the model's backend's (backend.h), reached through
+ * its operations; the transport must work on that memory (local and mpi on
+ * host memory, nccl on device memory).
  *
  * Same arithmetic as agn_adamw_step() element for element (it is called on
  * a view of the shard); only the global gradient norm is summed in another
@@ -52,12 +60,17 @@ typedef struct {
     int n_pieces;
     /* the sparse embedding */
     size_t vocab, dim;      /* rows, row length */
-    uint8_t *mask;          /* [vocab] tokens seen, summed over ranks */
-    agn_comm_req *mask_req;
-    int32_t *rows;          /* [vocab] the union, in id order */
+    int32_t *rows;          /* [vocab] this step's union, in id order (host) */
     size_t n_rows;
-    float *packed;          /* [n_rows * dim] their gradients */
+    const int32_t *next_rows; /* the next step's, adopted by agn_zero_clear_grads */
+    size_t n_next_rows;
+    float *packed;          /* [vocab * dim] their gradients (backend memory) */
     agn_comm_req *emb_req;
+    agn_span *spans;        /* scratch: the spans of the norm and the clipping */
+    /* gradient elements reduced, summed over the steps since the last
+     * agn_zero_take_volume, and what a dense embedding would have sent */
+    double volume, volume_dense;
+    long volume_steps;
     int shared_params;      /* m->params is agn_comm_shared() memory: no all-gather */
     /* the caller's per-step numbers, summed over the ranks by the step's
      * norm all-reduce (no collective of their own): [n_stats], the caller
@@ -67,26 +80,41 @@ typedef struct {
     double *norm_buf;       /* [1 + n_stats]: the norm's square, then the stats */
 } agn_zero;
 
+/* What a step of the sharded optimizer measured. */
+typedef struct {
+    double norm;      /* the pre-clip global gradient norm */
+    double waited;    /* seconds blocked on collectives */
+    double imbalance; /* the slowest rank's compute_s minus the ranks' mean */
+} agn_zero_step;
+
 /* Plans the shards of the trainer's N buckets [start[i], end[i]) of M's
- * buffers (any partition of them, in any order); stats get one slot a rank. */
-void agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
-                   const size_t *end);
+ * buffers (any partition of them, in any order); stats get one slot a rank.
+ * -1 with a message if the backend cannot allocate its buffer. */
+int agn_zero_plan(agn_zero *z, agn_model *m, agn_comm *c, int n, const size_t *start,
+                  const size_t *end);
 void agn_zero_free(agn_zero *z);
-/* Before the forward pass of a step: the token ids of this rank's batch
- * (N of them, pads included); starts the union of the ranks' tokens. */
-int agn_zero_begin_step(agn_zero *z, const int32_t *ids, size_t n);
-/* Zeroes the gradient buffer for the next step: the embedding's rows of
- * the last step's union only (no other row was written), all the rest. */
-void agn_zero_clear_grads(agn_zero *z);
+/* Before the forward pass of a step: the union of the token ids of the
+ * global batch, ROWS[0 .. N) in id order (kept by the caller until the next
+ * agn_zero_clear_grads). */
+void agn_zero_begin_step(agn_zero *z, const int32_t *rows, size_t n);
+/* Zeroes the gradient buffer for the step: the embedding's rows of the
+ * last step's union only (no other row was written), all the rest; then
+ * takes the step's union. */
+int agn_zero_clear_grads(agn_zero *z);
 /* From the backward callback: starts the reduction of trainer bucket B. */
 int agn_zero_reduce_start(agn_zero *z, int b);
 /* After backward: waits for the reductions, then global-norm clipping and
- * AdamW on this rank's shards, then the all-gather of the parameters (a
- * barrier with shared_params).
- * *NORM gets the pre-clip norm; the time blocked on collectives is added to
- * *WAITED.  -1 with a message if a collective failed. */
-int agn_zero_adamw_step(agn_zero *z, float *adam_m, float *adam_v, const agn_optim_config *oc,
-                        long step, float lr, double *norm, double *waited);
+ * AdamW on this rank's shards (the model's moments), then the all-gather of
+ * the parameters (a barrier with shared_params).  COMPUTE_S, this rank's
+ * compute time of the step, travels with the norm's all-reduce, so *OUT
+ * gets the imbalance of the ranks with no collective of its own.  -1 with a
+ * message if a collective failed. */
+int agn_zero_adamw_step(agn_zero *z, const agn_optim_config *oc, long step, float lr,
+                        double compute_s, agn_zero_step *out);
+/* The mean gradient bytes reduced per step since the last call (the
+ * buffers handed to the transport; a ring moves 2(W-1)/W of them per rank),
+ * with the sparse embedding and as a dense one would; resets the sums. */
+void agn_zero_take_volume(agn_zero *z, double *bytes, double *bytes_dense);
 /* All-gathers BUF (the Adam moments, before a checkpoint). */
 int agn_zero_gather(agn_zero *z, float *buf);
 

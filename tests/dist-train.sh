@@ -7,7 +7,8 @@
 # tensor printed; fail above 1e-5), and in every step the examples of all
 # ranks together are exactly the 1-rank batch, each once.  Also: rank 0
 # alone writes the run directory, and config.yaml and metrics.csv record the
-# world size and the transport.
+# world size and the transport.  The staged transport gives the local one's
+# bits.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 . "$top_srcdir/tests/train-fixture.sh"
 
@@ -116,6 +117,19 @@ awk -F, -v sum="$sum" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
     { v = $c["imbalance_s"]; d = v - sum; if (d < 0) d = -d; if (NR != 2 || d > 0.0002) exit 1 }' slow/metrics.csv ||
     fail "metrics.csv imbalance_s is not the sum over the steps ($sum s): $(cat slow/metrics.csv)"
 ok "imbalance_s: 0 with one rank; rank 1 30 ms slower a step: $1 s imbalance, rank 0 waits $2 s"
+
+# the staged transport (device buffers over a host transport, for CUDA ranks
+# without NCCL), forced on the CPU: the gradients, weights and moments go
+# through host staging copies and private weights are all-gathered instead
+# of shared; same sums in the same order, so the bits of the unstaged run
+for w in 2 3; do
+    AGN_TEST_STAGED=1 timeout -k 5 30 $T -n "$w" -o "staged$w" "$SH" 2>err ||
+        { cat err >&2; fail "-n $w staged failed"; }
+    grep -q "^  transport: staged\$" "staged$w/config.yaml" || fail "-n $w staged: config.yaml lacks transport: staged"
+    "$STDIFF" --tol 0 "w$w/last.safetensors" "staged$w/last.safetensors" >diff.out ||
+        { sed 's/^/#   /' diff.out; fail "-n $w staged: weights differ from the unstaged run's bits"; }
+done
+ok "staged transport, 2 and 3 ranks: the bits of the local transport's runs"
 
 # without -q every rank's stderr lines name it
 agn-train -t 1 -c "$CFG" -s model.vocab_size="$V" -b 7 -e 1 --max-steps 3 -n 2 -o v2 "$SH" 2>err

@@ -116,41 +116,41 @@ static struct {
 } L;
 
 /* embedding: w = tok_emb [V,D], b = pos_emb [TP,D] */
-static double emb_f(void *c) { (void)c; embedding_forward(L.out, ids, pos, L.w, L.b, NR, D); return dotR(L.out, L.R, NR * D); }
-static void emb_g(void *c) { (void)c; embedding_backward(L.gw, L.gb, L.R, ids, pos, NR, D); }
+static double emb_f(void *c) { (void)c; agn_embedding_forward_cpu(L.out, ids, pos, L.w, L.b, NR, D); return dotR(L.out, L.R, NR * D); }
+static void emb_g(void *c) { (void)c; agn_embedding_backward_cpu(L.gw, L.gb, L.R, ids, pos, NR, D); }
 
-static double ln_f(void *c) { (void)c; layernorm_forward(L.out, L.stat1, L.stat2, L.inp, L.w, L.b, NR, D); return dotR(L.out, L.R, NR * D); }
-static void ln_g(void *c) { ln_f(c); layernorm_backward(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, L.stat1, L.stat2, NR, D); }
+static double ln_f(void *c) { (void)c; agn_layernorm_forward_cpu(L.out, L.stat1, L.stat2, L.inp, L.w, L.b, NR, D); return dotR(L.out, L.R, NR * D); }
+static void ln_g(void *c) { ln_f(c); agn_layernorm_backward_cpu(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, L.stat1, L.stat2, NR, D); }
 
-static double mm_f(void *c) { (void)c; matmul_forward(L.out, L.inp, L.w, L.b, NR, D, F); return dotR(L.out, L.R, NR * F); }
-static void mm_g(void *c) { (void)c; matmul_backward(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, NR, D, F); }
+static double mm_f(void *c) { (void)c; agn_matmul_forward_cpu(L.out, L.inp, L.w, L.b, NR, D, F); return dotR(L.out, L.R, NR * F); }
+static void mm_g(void *c) { (void)c; agn_matmul_backward_cpu(L.ginp, L.gw, L.gb, L.R, L.inp, L.w, NR, D, F); }
 
-static double att_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, NULL, att_off, NB, D, NH); return dotR(L.out, L.R, NR * D); }
-static void att_g(void *c) { att_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, NULL, att_off, NB, D, NH); }
+static double att_f(void *c) { (void)c; agn_attention_forward_cpu(L.out, L.att, L.inp, start, len, NULL, att_off, NB, D, NH); return dotR(L.out, L.R, NR * D); }
+static void att_g(void *c) { att_f(c); agn_attention_backward_cpu(L.ginp, L.datt, L.R, L.inp, L.att, start, len, NULL, att_off, NB, D, NH); }
 
 /* pad queries: the same rows, but only the first nkey rows of each example
  * are keys (the model's dense mode) */
 static const int nkey[NB] = {2, 3, 1};
 static size_t att_off_q[NB];
-static double attq_f(void *c) { (void)c; attention_forward(L.out, L.att, L.inp, start, len, nkey, att_off_q, NB, D, NH); return dotR(L.out, L.R, NR * D); }
-static void attq_g(void *c) { attq_f(c); attention_backward(L.ginp, L.datt, L.R, L.inp, L.att, start, len, nkey, att_off_q, NB, D, NH); }
+static double attq_f(void *c) { (void)c; agn_attention_forward_cpu(L.out, L.att, L.inp, start, len, nkey, att_off_q, NB, D, NH); return dotR(L.out, L.R, NR * D); }
+static void attq_g(void *c) { attq_f(c); agn_attention_backward_cpu(L.ginp, L.datt, L.R, L.inp, L.att, start, len, nkey, att_off_q, NB, D, NH); }
 
-static double gelu_f(void *c) { (void)c; gelu_forward(L.out, L.inp, NR * D); return dotR(L.out, L.R, NR * D); }
-static void gelu_g(void *c) { (void)c; gelu_backward(L.ginp, L.R, L.inp, NR * D); }
+static double gelu_f(void *c) { (void)c; agn_gelu_forward_cpu(L.out, L.inp, NR * D); return dotR(L.out, L.R, NR * D); }
+static void gelu_g(void *c) { (void)c; agn_gelu_backward_cpu(L.ginp, L.R, L.inp, NR * D); }
 
 /* residual with dropout: inp and w (as y) */
-static double res_f(void *c) { (void)c; residual_forward(L.out, L.inp, L.w, L.mask, 1.25f, NR * D); return dotR(L.out, L.R, NR * D); }
-static void res_g(void *c) { (void)c; residual_backward(L.ginp, L.gw, L.R, L.mask, 1.25f, NR * D); }
+static double res_f(void *c) { (void)c; agn_residual_forward_cpu(L.out, L.inp, L.w, L.mask, 1.25f, NR * D); return dotR(L.out, L.R, NR * D); }
+static void res_g(void *c) { (void)c; agn_residual_backward_cpu(L.ginp, L.gw, L.R, L.mask, 1.25f, NR * D); }
 
-static double drop_f(void *c) { (void)c; memcpy(L.out, L.inp, sizeof(float) * NR * D); dropout_forward(L.out, L.mask, 1.25f, NR * D); return dotR(L.out, L.R, NR * D); }
-static void drop_g(void *c) { (void)c; dropout_backward(L.ginp, L.R, L.mask, 1.25f, NR * D); }
+static double drop_f(void *c) { (void)c; memcpy(L.out, L.inp, sizeof(float) * NR * D); agn_dropout_forward_cpu(L.out, L.mask, 1.25f, NR * D); return dotR(L.out, L.R, NR * D); }
+static void drop_g(void *c) { (void)c; agn_dropout_backward_cpu(L.ginp, L.R, L.mask, 1.25f, NR * D); }
 
-static double pool_f(void *c) { (void)c; meanpool_forward(L.out, L.inp, start, len, NB, D); return dotR(L.out, L.R, NB * D); }
-static void pool_g(void *c) { (void)c; meanpool_backward(L.ginp, L.R, start, len, NB, D); }
+static double pool_f(void *c) { (void)c; agn_meanpool_forward_cpu(L.out, L.inp, start, len, NB, D); return dotR(L.out, L.R, NB * D); }
+static void pool_g(void *c) { (void)c; agn_meanpool_backward_cpu(L.ginp, L.R, start, len, NB, D); }
 
 /* cross-entropy: the loss itself, scale 1 */
-static double ce_f(void *c) { (void)c; return crossentropy_forward(L.stat1, L.out, L.inp, L.labels, NB, C); }
-static void ce_g(void *c) { ce_f(c); crossentropy_backward(L.ginp, L.out, L.labels, 1.0f, NB, C); }
+static double ce_f(void *c) { (void)c; return agn_crossentropy_forward_cpu(L.stat1, L.out, L.inp, L.labels, NB, C); }
+static void ce_g(void *c) { ce_f(c); agn_crossentropy_backward_cpu(L.ginp, L.out, L.labels, 1.0f, NB, C); }
 
 static void layer_checks(void)
 {

@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include "checkpoint.h"
+#include "backend.h"
+#include "device.h"
 #include "evaluate.h"
 #include "model.h"
 #include "runconfig.h"
@@ -21,11 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 static void usage(void)
 {
@@ -43,6 +40,9 @@ static void usage(void)
           "  -j, --json           JSON output (one object; with --predict one per line)\n"
           "  -b, --batch N        examples per forward pass (default 64)\n"
           "  -t, --threads N      threads (default: all cores)\n"
+          "  -g, --gpu            evaluate on the GPU (CUDA); an error without one\n"
+          "      --cpu            evaluate on the CPU (default: the GPU when this build\n"
+          "                       has the CUDA backend and one is present)\n"
           "  -h, --help           show this help and exit\n"
           "  -V, --version        show the version and exit\n",
           stdout);
@@ -53,6 +53,8 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, 'j'},
     {"batch", required_argument, NULL, 'b'},
     {"threads", required_argument, NULL, 't'},
+    {"gpu", no_argument, NULL, 'g'},
+    {"cpu", no_argument, NULL, 'C'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -239,9 +241,9 @@ static int eval_stream(evaluator *e, const char *path)
 int main(int argc, char **argv)
 {
     agn_set_progname(argv[0]);
-    int json = 0, predict = 0, c;
+    int json = 0, predict = 0, gpu = 0, cpu = 0, c;
     long batch = 64, threads = 0;
-    while ((c = getopt_long(argc, argv, "pjb:t:hV", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "pjb:t:ghV", long_opts, NULL)) != -1) {
         switch (c) {
         case 'p': predict = 1; break;
         case 'j': json = 1; break;
@@ -251,18 +253,18 @@ int main(int argc, char **argv)
         case 't':
             if (agn_parse_long(optarg, 1, 4096, "--threads", &threads) != 0) return agn_usage_error("%s", agn_errmsg());
             break;
+        case 'g': gpu = 1; break;
+        case 'C': cpu = 1; break;
         case 'h': usage(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
         case 'V': agn_print_version(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
         default: return agn_usage_error("unknown option");
         }
     }
+    if (gpu && cpu) return agn_usage_error("--gpu and --cpu exclude each other");
     if (optind >= argc) return agn_usage_error("no checkpoint given");
     if (optind + 1 >= argc) return agn_usage_error("no shards given (or - for a token stream on stdin)");
     if (threads == 0) threads = agn_cpu_count();
-#ifdef _OPENMP
-    omp_set_num_threads((int)threads);
-#endif
-    if (openblas_set_num_threads) openblas_set_num_threads((int)threads);
+    agn_cpu_set_threads((int)threads);
 
     const char *ckpt = argv[optind];
     evaluator e;
@@ -287,9 +289,32 @@ int main(int argc, char **argv)
     }
     agn_model_config mc = agn_config_model(&e.cfg);
     mc.dropout = 0;
-    if (agn_model_create(&e.m, &mc, (int)batch) != 0) goto fail;
+    /* the backend: the GPU when asked for, or when there is one and this
+     * build can use it; else the CPU */
+    const agn_backend_ops *ops = &agn_backend_cpu;
+    if (gpu || (!cpu && agn_backend_cuda && agn_cuda_device_count() > 0)) {
+        char why[256];
+        if (!(ops = agn_backend_find("cuda"))) goto fail;
+        if (agn_cuda_device_count() == 0) {
+            agn_seterr("--gpu: no usable GPU: %s", agn_cuda_device_name(0, why, sizeof why));
+            goto fail;
+        }
+    }
+    agn_precision prec = strcmp(e.cfg.precision, "fp32") == 0 ? AGN_PREC_FP32
+                         : strcmp(e.cfg.precision, "bf16") == 0 || !ops->host_memory ? AGN_PREC_BF16
+                                                                                      : AGN_PREC_FP32;
+    if (agn_model_create_on(&e.m, &mc, (int)batch, ops, 0, prec) != 0) goto fail;
     model_ok = 1;
-    if (agn_checkpoint_restore(ck, &e.m, NULL, NULL) != 0) goto fail;
+    if (ops->host_memory) {
+        if (agn_checkpoint_restore(ck, &e.m, NULL, NULL) != 0) goto fail;
+    } else { /* into host memory, then to the device */
+        agn_model view = e.m;
+        view.params = agn_xalloc_aligned(e.m.n_params * sizeof(float));
+        int rrc = agn_checkpoint_restore(ck, &view, NULL, NULL);
+        if (rrc == 0) rrc = agn_model_upload(&e.m, e.m.params, view.params);
+        free(view.params);
+        if (rrc != 0) goto fail;
+    }
     e.C = (int)e.cfg.n_classes;
     e.T = (int)e.cfg.max_len;
     e.cap = (int)batch;
