@@ -5,17 +5,19 @@
  * Threads: MPI is initialised, used and finalised by the communicator's own
  * thread (comm_impl.h) and by no other, so MPI_THREAD_FUNNELED is enough and
  * backward overlaps the all-reduce as with the local transport.  The thread
- * drives non-blocking collectives with MPI_Test and a short sleep backoff,
- * which gives every wait a deadline (--comm-timeout) that blocking MPI calls
- * could not have.
+ * drives non-blocking operations with MPI_Test (mpi_drive), which gives
+ * every wait a deadline (--comm-timeout) that blocking MPI calls could not
+ * have.
  *
  * Determinism: MPI_Allreduce may sum in any order (it depends on the
  * library, the algorithm it picks for a size, and the process layout), so
- * agn does not use it.  It reduces as the local transport does: an
- * all-to-all sends chunk k of every rank's buffer to rank k, which sums the
- * W pieces in rank order 0, 1, ..., W-1, and an all-gather returns the
- * reduced chunks.  Results are bit-identical on every rank, from run to run,
- * and to the local transport's; MPI only moves bytes.
+ * agn does not use it.  It reduces as the local transport does: chunk k of
+ * every rank's buffer goes to rank k, which sums the W pieces in rank order
+ * 0, 1, ..., W-1, and the reduced chunks go back to every rank.  Both halves
+ * are point-to-point messages posted at once (mpi_exchange), so that a
+ * timeout names the ranks, and hosts, whose bytes never came.  Results are
+ * bit-identical on every rank, from run to run, and to the local
+ * transport's; MPI only moves bytes.
  *
  * Abort: agn_comm_abort() calls MPI_Abort, which ends every rank of the job
  * (mpirun then exits non-zero); a failed or timed-out collective breaks the
@@ -31,6 +33,7 @@
 #include <string.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Which environment variables a launcher sets: Open MPI (and PMIx), MPICH's
  * Hydra (PMI), and srun (SLURM_STEP_NUM_TASKS is set for a job step only,
@@ -99,6 +102,7 @@ agn_comm *agn_comm_mpi_create(double timeout_s)
 #include <mpi.h>
 
 #define PIECE_BYTES ((size_t)16 << 20) /* keeps byte counts in an int */
+#define HOST_LEN 64
 
 typedef struct {
     agn_engine engine; /* first: AGN_ENGINE() */
@@ -106,6 +110,9 @@ typedef struct {
     unsigned char *tmp; /* [W * chunk] received chunks */
     size_t tmp_bytes;
     int *scount, *sdispl, *rcount, *rdispl;
+    MPI_Request *reqs; /* [2 * W] */
+    int *peer;         /* [2 * W]: the rank of each request */
+    char *hosts;       /* [W * HOST_LEN]: every rank's hostname, for messages */
 } mpi_state;
 
 static int mpi_err(int rc, const char *what)
@@ -125,17 +132,20 @@ static int mpi_err(int rc, const char *what)
  * sleeps of 20 us growing to 1 ms, so that a long wait leaves the cores
  * alone.  Fails after the communicator's timeout. */
 #define SPIN_S 0.05
-static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
+static int mpi_drive(agn_comm *c, int n, MPI_Request *req, const char *what, int *timed_out)
 {
     double start = agn_now(), deadline = start + c->timeout_s;
     long ns = 20000;
+    *timed_out = 0;
     for (;;) {
-        int flag = 0, rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+        int flag = 0, rc = MPI_Testall(n, req, &flag, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_err(rc, what);
         if (flag) return 0;
         double now = agn_now();
-        if (now > deadline)
+        if (now > deadline) {
+            *timed_out = 1;
             return agn_seterr("%s timed out after %g s (see --comm-timeout)", what, c->timeout_s);
+        }
         if (now - start < SPIN_S) {
             sched_yield();
             continue;
@@ -144,6 +154,12 @@ static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
         nanosleep(&ts, NULL);
         if (ns < 1000000) ns *= 2;
     }
+}
+
+static int mpi_complete(agn_comm *c, MPI_Request *req, const char *what)
+{
+    int timed_out;
+    return mpi_drive(c, 1, req, what, &timed_out);
 }
 
 static int mpi_init(agn_comm *c, mpi_state *ms)
@@ -185,6 +201,19 @@ static int mpi_init(agn_comm *c, mpi_state *ms)
     ms->sdispl = ms->scount + W;
     ms->rcount = ms->scount + 2 * W;
     ms->rdispl = ms->scount + 3 * W;
+    ms->reqs = agn_xcalloc(2 * W, sizeof *ms->reqs);
+    ms->peer = agn_xcalloc(2 * W, sizeof *ms->peer);
+    /* every rank's hostname, so that a timeout can say where the ranks it
+     * waited for run */
+    ms->hosts = agn_xcalloc(W, HOST_LEN);
+    char *me = ms->hosts + (size_t)c->rank * HOST_LEN;
+    if (gethostname(me, HOST_LEN - 1) != 0) snprintf(me, HOST_LEN, "?");
+    MPI_Request req;
+    rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ms->hosts, HOST_LEN, MPI_CHAR,
+                        MPI_COMM_WORLD, &req);
+    if (rc != MPI_SUCCESS) return mpi_err(rc, "start-up (MPI_Iallgather)");
+    if (mpi_complete(c, &req, "start-up (the ranks' hostnames)") != 0) return -1;
+    for (size_t k = 0; k < W; k++) ms->hosts[k * HOST_LEN + HOST_LEN - 1] = '\0';
     return 0;
 }
 
@@ -219,93 +248,143 @@ static void sum_ranks(unsigned char *out, const unsigned char *own, const unsign
     }
 }
 
+/* The two halves of agn's reductions, as point-to-point messages posted
+ * at once (the library's all-to-all and all-gather would move the same
+ * bytes, but a timeout could not say whom it waited for).  Both cut a
+ * buffer of N elements into the ranks' shards (agn_comm_shard).
+ * SCATTER: rank k's shard of this rank's buffer goes to k, and this rank's
+ * shard of every other's comes into TMP (slot k: TMP + k * mine).
+ * GATHER: this rank's shard goes to every other, whose shards come into
+ * place in the buffer. */
+enum { SCATTER, GATHER };
+static void plan(mpi_state *ms, int W, int r, size_t n, size_t es, int phase)
+{
+    size_t lo, hi;
+    agn_comm_shard(n, W, r, &lo, &hi);
+    size_t mine = hi - lo;
+    for (int k = 0; k < W; k++) {
+        size_t klo, khi;
+        agn_comm_shard(n, W, k, &klo, &khi);
+        if (phase == SCATTER) {
+            ms->scount[k] = (int)((khi - klo) * es);
+            ms->sdispl[k] = (int)(klo * es);
+            ms->rcount[k] = (int)(mine * es);
+            ms->rdispl[k] = (int)((size_t)k * mine * es);
+        } else {
+            ms->scount[k] = (int)(mine * es);
+            ms->sdispl[k] = (int)(lo * es);
+            ms->rcount[k] = (int)((khi - klo) * es);
+            ms->rdispl[k] = (int)(klo * es);
+        }
+    }
+}
+
+/* Sends SCOUNT[k] bytes from SBUF + SDISPL[k] to every other rank k and
+ * receives RCOUNT[k] into RBUF + RDISPL[k] from it (empty messages are not
+ * sent); on a timeout the message names the ranks, and their hosts, whose
+ * bytes never came (dead, stuck, or cut off). */
+static int mpi_exchange(agn_comm *c, mpi_state *ms, const unsigned char *sbuf, unsigned char *rbuf,
+                        int tag, const char *what)
+{
+    int W = c->world, r = c->rank, n = 0, rc = MPI_SUCCESS;
+    for (int k = 0; k < W && rc == MPI_SUCCESS; k++) {
+        if (k == r || ms->rcount[k] == 0) continue;
+        ms->peer[n] = k;
+        rc = MPI_Irecv(rbuf + ms->rdispl[k], ms->rcount[k], MPI_BYTE, k, tag, MPI_COMM_WORLD, &ms->reqs[n++]);
+    }
+    int nrecv = n;
+    for (int k = 0; k < W && rc == MPI_SUCCESS; k++) {
+        if (k == r || ms->scount[k] == 0) continue;
+        ms->peer[n] = k;
+        rc = MPI_Isend((void *)(sbuf + ms->sdispl[k]), ms->scount[k], MPI_BYTE, k, tag, MPI_COMM_WORLD,
+                       &ms->reqs[n++]);
+    }
+    if (rc != MPI_SUCCESS) return mpi_err(rc, what);
+    int timed_out;
+    if (mpi_drive(c, n, ms->reqs, what, &timed_out) == 0) return 0;
+    if (!timed_out) return -1;
+    /* which requests are still open: receives first (a send completes
+     * locally once the bytes are buffered; the receives say who is late) */
+    char who[512] = "";
+    size_t len = 0;
+    int missing = 0, sends = 0;
+    for (int pass = 0; pass < 2 && missing == 0; pass++) {
+        for (int i = pass ? nrecv : 0; i < (pass ? n : nrecv); i++) {
+            int f = 0;
+            if (MPI_Test(&ms->reqs[i], &f, MPI_STATUS_IGNORE) != MPI_SUCCESS || f) continue;
+            if (missing++ < 4 && len < sizeof who) {
+                int w = snprintf(who + len, sizeof who - len, "%s rank %d (%s)", missing > 1 ? "," : "",
+                                 ms->peer[i], ms->hosts + (size_t)ms->peer[i] * HOST_LEN);
+                len += w > 0 ? (size_t)w : 0;
+            }
+        }
+        sends = pass;
+    }
+    if (missing == 0) return -1;
+    /* 4 names of at most HOST_LEN + 20 bytes fit in WHO */
+    if (missing > 4 && len < sizeof who) snprintf(who + len, sizeof who - len, " and %d more", missing - 4);
+    return agn_seterr("%s timed out after %g s (see --comm-timeout): %s%s", what, c->timeout_s,
+                      sends ? "nothing delivered to" : "nothing from", who);
+}
+
+#define TAG_SCATTER 0x616701
+#define TAG_GATHER 0x616702
+
+static void grow_tmp(mpi_state *ms, size_t bytes)
+{
+    if (bytes <= ms->tmp_bytes) return;
+    free(ms->tmp);
+    ms->tmp_bytes = bytes;
+    ms->tmp = agn_xmalloc(bytes);
+}
+
+/* All-reduce: the reduce-scatter and the all-gather below, in pieces that
+ * keep byte counts in an int. */
 static int mpi_allreduce(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
 {
     size_t es = agn_dtype_size(t), W = (size_t)c->world, r = (size_t)c->rank;
     size_t per = PIECE_BYTES / es;
     for (size_t done = 0; done < count; done += per) {
-        size_t n = count - done < per ? count - done : per;
+        size_t n = count - done < per ? count - done : per, lo, hi;
         unsigned char *p = buf + done * es;
-        size_t lo = n * r / W, hi = n * (r + 1) / W, mine = hi - lo;
-        if (W * mine * es > ms->tmp_bytes) {
-            free(ms->tmp);
-            ms->tmp_bytes = W * mine * es;
-            ms->tmp = agn_xmalloc(ms->tmp_bytes);
-        }
-        for (size_t k = 0; k < W; k++) {
-            size_t klo = n * k / W, khi = n * (k + 1) / W;
-            ms->scount[k] = k == r ? 0 : (int)((khi - klo) * es);
-            ms->sdispl[k] = (int)(klo * es);
-            ms->rcount[k] = k == r ? 0 : (int)(mine * es);
-            ms->rdispl[k] = (int)(k * mine * es);
-        }
-        MPI_Request req;
-        int rc = MPI_Ialltoallv(p, ms->scount, ms->sdispl, MPI_BYTE, ms->tmp, ms->rcount,
-                                ms->rdispl, MPI_BYTE, MPI_COMM_WORLD, &req);
-        if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Ialltoallv)");
-        if (mpi_complete(c, &req, "all-reduce") != 0) return -1;
+        agn_comm_shard(n, c->world, c->rank, &lo, &hi);
+        size_t mine = hi - lo;
+        grow_tmp(ms, W * mine * es);
+        plan(ms, c->world, c->rank, n, es, SCATTER);
+        if (mpi_exchange(c, ms, p, ms->tmp, TAG_SCATTER, "all-reduce") != 0) return -1;
         /* rank order 0, 1, ..., W-1 */
         if (mine > 0) sum_ranks(p + lo * es, p + lo * es, ms->tmp, mine, W, r, t);
-        ms->scount[r] = (int)(mine * es); /* the all-gather counts every shard */
-        rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, p, ms->scount, ms->sdispl, MPI_BYTE,
-                             MPI_COMM_WORLD, &req);
-        if (rc != MPI_SUCCESS) return mpi_err(rc, "all-reduce (MPI_Iallgatherv)");
-        if (mpi_complete(c, &req, "all-reduce") != 0) return -1;
+        plan(ms, c->world, c->rank, n, es, GATHER);
+        if (mpi_exchange(c, ms, p, p, TAG_GATHER, "all-reduce") != 0) return -1;
     }
     return 0;
 }
 
-/* Reduce-scatter: one all-to-all sends owner k's shard of every rank's
- * buffer to k, which sums the W copies in rank order into its shard.
- * All-gather: the shards, in place.  Shards are agn_comm_shard()'s; the
- * byte counts must fit in an int (buckets do: they are megabytes). */
-static int mpi_shards(agn_comm *c, mpi_state *ms, size_t count, size_t es)
-{
-    if (count * es > (size_t)2147483647)
-        return agn_seterr("reduce-scatter/all-gather of %zu bytes: more than MPI's int counts", count * es);
-    size_t lo, hi, mine;
-    agn_comm_shard(count, c->world, c->rank, &lo, &hi);
-    mine = hi - lo;
-    for (int k = 0; k < c->world; k++) {
-        size_t klo, khi;
-        agn_comm_shard(count, c->world, k, &klo, &khi);
-        ms->scount[k] = (int)((khi - klo) * es);
-        ms->sdispl[k] = (int)(klo * es);
-        ms->rcount[k] = (int)(mine * es);
-        ms->rdispl[k] = (int)((size_t)k * mine * es);
-    }
-    return 0;
-}
-
+/* Reduce-scatter: owner k's shard of every rank's buffer goes to k, which
+ * sums the W copies in rank order into its shard.  All-gather: the shards,
+ * in place.  Shards are agn_comm_shard()'s; the byte counts must fit in an
+ * int (buckets do: they are megabytes). */
 static int mpi_reduce_scatter(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
 {
     size_t es = agn_dtype_size(t), W = (size_t)c->world, lo, hi;
-    if (mpi_shards(c, ms, count, es) != 0) return -1;
+    if (count * es > (size_t)2147483647)
+        return agn_seterr("reduce-scatter of %zu bytes: more than MPI's int counts", count * es);
     agn_comm_shard(count, c->world, c->rank, &lo, &hi);
     size_t mine = hi - lo;
-    if (W * mine * es > ms->tmp_bytes) {
-        free(ms->tmp);
-        ms->tmp_bytes = W * mine * es;
-        ms->tmp = agn_xmalloc(ms->tmp_bytes);
-    }
-    ms->scount[c->rank] = ms->rcount[c->rank] = 0; /* its own shard is read in place */
-    MPI_Request req;
-    int rc = MPI_Ialltoallv(buf, ms->scount, ms->sdispl, MPI_BYTE, ms->tmp, ms->rcount, ms->rdispl,
-                            MPI_BYTE, MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return mpi_err(rc, "reduce-scatter (MPI_Ialltoallv)");
-    if (mpi_complete(c, &req, "reduce-scatter") != 0) return -1;
+    grow_tmp(ms, W * mine * es);
+    plan(ms, c->world, c->rank, count, es, SCATTER);
+    if (mpi_exchange(c, ms, buf, ms->tmp, TAG_SCATTER, "reduce-scatter") != 0) return -1;
     if (mine > 0) sum_ranks(buf + lo * es, buf + lo * es, ms->tmp, mine, W, (size_t)c->rank, t);
     return 0;
 }
 
 static int mpi_allgather(agn_comm *c, mpi_state *ms, unsigned char *buf, size_t count, agn_dtype t)
 {
-    if (mpi_shards(c, ms, count, agn_dtype_size(t)) != 0) return -1;
-    MPI_Request req;
-    int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, ms->scount, ms->sdispl, MPI_BYTE,
-                             MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return mpi_err(rc, "all-gather (MPI_Iallgatherv)");
-    return mpi_complete(c, &req, "all-gather");
+    size_t es = agn_dtype_size(t);
+    if (count * es > (size_t)2147483647)
+        return agn_seterr("all-gather of %zu bytes: more than MPI's int counts", count * es);
+    plan(ms, c->world, c->rank, count, es, GATHER);
+    return mpi_exchange(c, ms, buf, buf, TAG_GATHER, "all-gather");
 }
 
 static int mpi_exec(agn_comm *c, struct agn_comm_req *r)
@@ -360,6 +439,9 @@ static void mpi_destroy(agn_comm *c)
     agn_engine_stop(&ms->engine);
     free(ms->tmp);
     free(ms->scount);
+    free(ms->reqs);
+    free(ms->peer);
+    free(ms->hosts);
     free(ms);
     c->impl = NULL;
 }
