@@ -20,7 +20,9 @@
 #   host_link H up|down sets host H's link (its port on the switch)
 #   host_pids H         the processes in host H's network namespace
 #   $HOSTS_RSH          an rsh agent for Open MPI (plm_rsh_agent): "HOST CMD"
-#                       runs the shell command CMD on HOST
+#                       runs the shell command CMD on HOST (with this
+#                       environment, which ssh would not pass: the tests
+#                       still give ranks their variables with mpirun -x)
 #   $HOSTS_NET          the hosts' subnet, for btl_tcp_if_include
 #
 # Namespaces are named agnt<pid>-<name>, so that concurrent tests do not
