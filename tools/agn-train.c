@@ -315,15 +315,15 @@ int main(int argc, char **argv)
     char why_cpu[600] = "", gdesc[1024];
     int mrank = 0, mworld = 1, under_mpi = agn_mpi_launched(&mrank, &mworld);
     if (gpus) {
+        if (under_mpi && gpus > 1 && gpus != mworld)
+            USAGE("-g %ld, but mpirun/srun started %d processes: each process is one GPU rank "
+                  "(give -g %d, or -g 1)", gpus, mworld, mworld);
         backend = agn_backend_find("cuda");
         if (!backend) {
             agn_warn("-g %ld: %s; train on the CPU with --cpu", gpus, agn_errmsg());
             status = AGN_EXIT_ERROR;
             goto out;
         }
-        if (under_mpi && gpus > 1 && gpus != mworld)
-            USAGE("-g %ld, but mpirun/srun started %d processes: each process is one GPU rank "
-                  "(give -g %d, or -g 1)", gpus, mworld, mworld);
         int visible = 0;
         if (!under_mpi && gpus > 1) {
             if (agn_gpu_probe(&visible, gdesc, sizeof gdesc) != 0) {
