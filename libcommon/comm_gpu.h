@@ -119,10 +119,14 @@ typedef struct {
 
 enum { AGN_WAIT_DONE = 0, AGN_WAIT_AGAIN = 1, AGN_WAIT_FAILED = -1 };
 
-/* The spin before the first sleep, and the backoff's bounds. */
-#define AGN_GPU_SPIN_S 100e-6
-#define AGN_GPU_SLEEP_MIN_NS 5000L
-#define AGN_GPU_SLEEP_MAX_NS 500000L
+/* The spin before the first sleep, and the backoff's bounds.  A GPU step of
+ * the small model takes well under a millisecond, so a wait polls without
+ * sleeping for its first 5 ms (a core of the host, otherwise idle while the
+ * rank waits), then sleeps 20 us doubling to 200 us (Linux's timer slack is
+ * 50 us: shorter sleeps are not shorter). */
+#define AGN_GPU_SPIN_S 5e-3
+#define AGN_GPU_SLEEP_MIN_NS 20000L
+#define AGN_GPU_SLEEP_MAX_NS 200000L
 
 void agn_gpu_wait_begin(agn_gpu_wait *w, int rank, const char *what, double timeout_s, double now);
 /* One step at time NOW after poll P: DONE (the event fired: success, even

@@ -240,8 +240,8 @@ static void test_wait(void)
           "timeout: '%s'", agn_errmsg());
     CHECK(g.t >= 2 && g.t <= 2 + 1e-5, "the timeout of 2 s fired at %.6f s", g.t);
     CHECK(g.max_sleep == AGN_GPU_SLEEP_MAX_NS, "longest sleep %ld ns", g.max_sleep);
-    /* the sleeps, not the polls, fill the time: a bounded number of polls */
-    CHECK(g.polls < 2 / (AGN_GPU_SLEEP_MAX_NS * 1e-9) + 200, "%ld polls in 2 s", g.polls);
+    /* the spin, then the sleeps fill the time: a bounded number of polls */
+    CHECK(g.polls < 2 / (AGN_GPU_SLEEP_MAX_NS * 1e-9) + AGN_GPU_SPIN_S / 1e-6 + 200, "%ld polls in 2 s", g.polls);
 
     fake a = {.done_at = 1e9, .error_at = 1e9, .abort_at = 1.0};
     CHECK(run_fake(&a, 300, "reduce-scatter") != 0 &&
@@ -264,15 +264,19 @@ static void test_wait(void)
     p.error = 1;
     p.error_msg = "boom";
     CHECK(agn_gpu_wait_step(&w, &p, 0.5, &ns) == AGN_WAIT_FAILED, "an error with done");
-    /* the backoff: spin, then 5 us doubling to 500 us, never past the deadline */
+    /* the backoff: spin, then doubling from the least sleep to the most,
+     * never past the deadline */
     agn_gpu_wait_begin(&w, 0, "x", 1, 0);
     agn_gpu_poll idle = {0};
     CHECK(agn_gpu_wait_step(&w, &idle, 0, &ns) == AGN_WAIT_AGAIN && ns == 0, "spin first: %ld", ns);
-    long want[] = {5000, 10000, 20000, 40000, 80000, 160000, 320000, 500000, 500000};
-    for (size_t i = 0; i < AGN_ARRAY_LEN(want); i++) {
-        CHECK(agn_gpu_wait_step(&w, &idle, 0.001, &ns) == AGN_WAIT_AGAIN && ns == want[i],
-              "backoff step %zu: %ld ns, expected %ld", i, ns, want[i]);
+    CHECK(agn_gpu_wait_step(&w, &idle, AGN_GPU_SPIN_S / 2, &ns) == AGN_WAIT_AGAIN && ns == 0, "still spinning: %ld", ns);
+    long want = AGN_GPU_SLEEP_MIN_NS;
+    for (int i = 0; i < 12; i++) {
+        CHECK(agn_gpu_wait_step(&w, &idle, AGN_GPU_SPIN_S + 0.001, &ns) == AGN_WAIT_AGAIN && ns == want,
+              "backoff step %d: %ld ns, expected %ld", i, ns, want);
+        want = want * 2 > AGN_GPU_SLEEP_MAX_NS ? AGN_GPU_SLEEP_MAX_NS : want * 2;
     }
+    CHECK(want == AGN_GPU_SLEEP_MAX_NS, "the backoff never reached its bound");
     CHECK(agn_gpu_wait_step(&w, &idle, 1 - 1e-6, &ns) == AGN_WAIT_AGAIN && ns <= 1001, "near the deadline: %ld ns", ns);
     /* a timeout <= 0 is the default */
     agn_gpu_wait_begin(&w, 0, "x", 0, 10);
