@@ -405,6 +405,8 @@ int main(int argc, char **argv)
             comm = g;
         }
         agn_cuda_device_name(device_index, device, sizeof device);
+        for (char *p = device; *p; p++) /* a field of metrics.csv */
+            if (*p == ',') *p = ';';
         if (!o.quiet && comm->rank == 0)
             agn_warn("training on %d GPU rank%s (%s%s): %s", comm->world, comm->world == 1 ? "" : "s",
                      comm->world > 1 ? comm->ops->name : "one process",

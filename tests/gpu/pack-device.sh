@@ -2,10 +2,12 @@
 # pack-device.sh: run HERE (a build machine, no GPU needed) before the device
 # check, because the GPU machine reaches no package registry and may lack
 # libyaml, OpenBLAS, the autotools or the corpus.  It makes a release build
-# of agn in build-dev/ (configure --without-mpi: the GPU machine is one host
-# and may have no libmpi) with the programs of make check built but not run,
-# and copies under .devcarry/ (added to the repository's info/exclude, so
-# it never gets committed):
+# of agn in build-dev/ with the programs of make check built but not run:
+# --without-mpi (the GPU machine is one host and may have no libmpi) and
+# --without-blas (OpenBLAS is 35 MB of the 64 MiB that may travel; the CPU
+# runs there are the tiny comparisons of tests/gpu, agn's own loops do), and
+# copies under .devcarry/ (added to the repository's info/exclude, so it
+# never gets committed):
 #   build/   the programs, the tests' programs and config.h, laid out as a
 #            build directory (top_builddir for the tests);
 #   lib/     every shared library they load that is neither glibc's nor
@@ -26,7 +28,9 @@ grep -qx '/build-dev/' "$ex" 2>/dev/null || echo '/build-dev/' >>"$ex"
 
 [ -x configure ] || autoreconf -fi
 mkdir -p build-dev
-(cd build-dev && { [ -f Makefile ] || ../configure -q --without-mpi CFLAGS='-O2 -g'; } &&
+opts="--without-mpi --without-blas"
+[ "$(cat build-dev/.pack-opts 2>/dev/null)" = "$opts" ] || rm -f build-dev/Makefile
+(cd build-dev && { [ -f Makefile ] || { ../configure -q $opts CFLAGS='-O2' && echo "$opts" >.pack-opts; }; } &&
     make -j"$(nproc)" >/dev/null && make -j"$(nproc)" check TESTS= >/dev/null)
 grep -q '^#define HAVE_CUDA 1' build-dev/config.h || { echo "pack-device.sh: configure found no CUDA here: nothing to check on a GPU" >&2; exit 1; }
 
@@ -42,7 +46,11 @@ for f in .devcarry/build/tools/* .devcarry/build/tests/st-diff .devcarry/build/t
     [ -x "$f" ] && ldd "$f" 2>/dev/null
 done | awk '/=> \// { print $3 }' | sort -u | while read -r l; do
     case $(basename "$l") in
+    # glibc's, the compiler runtime's that every machine has in a newer
+    # version (an older libstdc++ first on the path would break the GPU
+    # machine's CUDA libraries), and CUDA's own
     libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | ld-linux* | libresolv.so* | \
+        libstdc++.so* | libgcc_s.so* | \
         libcuda.so* | libnvidia* | libcudart.so* | libcublas.so* | libcublasLt.so* | libnccl.so*) ;;
     *) cp -L "$l" .devcarry/lib/ ;;
     esac
