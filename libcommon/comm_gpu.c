@@ -295,22 +295,15 @@ int agn_gpu_wait_loop(agn_gpu_wait *w, const agn_gpu_poller *p)
     }
 }
 
-/* ---- without CUDA --------------------------------------------------------------------- */
+/* ---- without NCCL ---------------------------------------------------------------------- */
 
-#ifndef HAVE_CUDA
+#ifndef HAVE_NCCL
 agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o)
 {
     (void)host;
     (void)o;
-    agn_seterr("the nccl transport is not built (configure found no CUDA toolkit)");
-    return NULL;
-}
-
-agn_comm *agn_comm_cuda_staged_create(agn_comm *host, const agn_gpu_comm_opts *o)
-{
-    (void)host;
-    (void)o;
-    agn_seterr("the local-cuda transport is not built (configure found no CUDA toolkit)");
+    agn_seterr("the nccl transport is not built (configure found no CUDA toolkit with NCCL; "
+               "--transport local stages through host memory instead)");
     return NULL;
 }
 

@@ -1,24 +1,24 @@
-/* comm_gpu.h: communication between GPU ranks.  Two transports of comm.h
- * work on device buffers (comm_nccl.cu, built when configure found CUDA):
- *  - "nccl": NCCL collectives on a communication stream of the rank's GPU,
- *    one rank per GPU (NCCL refuses two ranks on one device);
- *  - "local-cuda": CUDA ranks that stage device buffers through host memory
- *    and reduce them with the wrapped host transport (local or mpi), so that
- *    several CUDA ranks can share one GPU (tests on a one-GPU machine).
- * Both wrap the host transport the launcher made (agn_launch: local for
- * forked ranks, mpi under mpirun/srun) and route every call on HOST memory
- * (the loss, the norm and its stats, the confusion matrix, the training
- * position, barriers) to it unchanged, so a trainer keeps one agn_comm.
+/* comm_gpu.h: communication between GPU ranks: the "nccl" transport of
+ * comm.h (comm_nccl.cu, built when configure found CUDA and NCCL), one rank
+ * per GPU (NCCL refuses two ranks on one device).  CUDA ranks without NCCL,
+ * or several on one GPU, use the staged transport of comm.h instead, which
+ * the trainer puts over the host transport.
+ *
+ * The nccl transport wraps the host transport the launcher made (agn_launch:
+ * local for forked ranks, mpi under mpirun/srun) and sends every call on
+ * HOST memory (the loss, the norm and its stats, the training position,
+ * barriers) to it unchanged, so a trainer keeps one agn_comm.
  *
  * Which memory a pointer is: cudaPointerGetAttributes; device and managed
- * memory go to NCCL (or the staging), host memory (pageable or pinned) to
- * the host transport (agn_gpu_route below is the rule).
+ * memory go to NCCL, host memory (pageable or pinned) to the host transport
+ * (agn_gpu_route below is the rule).
  *
  * Ordering: a collective on device memory is ordered after everything
  * issued so far on the COMPUTE stream (the model's, given with
  * agn_comm_set_stream: the *_start records an event there and the
  * communication stream waits for it), and agn_comm_wait() returns once it is
- * complete: work issued on any stream afterwards sees the result.
+ * complete: work issued on any stream afterwards sees the result.  The waits
+ * poll on the host, so the collectives cannot be captured in a CUDA graph.
  *
  * Faults: every wait polls the completion event, NCCL's asynchronous error,
  * the host transport's abort flag (a rank died: the supervisor marks it) and
@@ -26,7 +26,7 @@
  * plain C so that tests/t-commgpu drives it with a fake clock).  A failure
  * aborts the NCCL communicator (ncclCommAbort: its kernels may never end),
  * breaks the transport (every later call fails with the first message) and
- * tells the other ranks through the host transport.
+ * the caller tells the other ranks (agn_comm_abort).
  *
  * Bootstrap: rank 0 creates the NCCL unique id (ncclGetUniqueId, after the
  * fork: the supervisor of forked ranks makes no CUDA or NCCL call) and
@@ -54,7 +54,7 @@ int agn_gpu_probe(int *count, char *desc, size_t n);
  * sees VISIBLE GPUs: one each (device = local rank) when there are enough,
  * device 0 when the process sees exactly one (srun --gpus-per-task=1 and
  * CUDA_VISIBLE_DEVICES per rank), local_rank % VISIBLE when SHARE (the
- * local-cuda transport may put several ranks on a GPU); else -1 with a
+ * staged transport may put several ranks on a GPU); else -1 with a
  * message saying so. */
 int agn_gpu_pick(int local_rank, int local_world, int visible, int share, int *device);
 
@@ -155,12 +155,12 @@ int agn_gpu_wait_loop(agn_gpu_wait *w, const agn_gpu_poller *p);
  * ncclReduce / ncclBroadcast per owner, rooted at it, in a group. */
 int agn_nccl_even(size_t count, int world);
 
-/* ---- the transports (comm_nccl.cu; stubs without CUDA or NCCL) --------------- */
+/* ---- the transport (comm_nccl.cu; a stub without NCCL) --------------------- */
 
 typedef struct {
     int device;        /* this rank's GPU */
     int wire_bf16;     /* all-reduce / reduce-scatter of fp32 in bf16 on the wire */
-    int blocking;      /* 1: a blocking NCCL communicator (AGN_NCCL_BLOCKING=1) */
+    int blocking;      /* 1: a blocking NCCL communicator (also AGN_NCCL_BLOCKING=1) */
 } agn_gpu_comm_opts;
 
 /* The nccl transport over HOST (taken over on success: agn_comm_free frees
@@ -168,9 +168,6 @@ typedef struct {
  * bootstrap, ncclCommInitRankConfig.  NULL with a message naming the rank
  * (HOST is still the caller's: report, agn_comm_abort it, free it). */
 agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o);
-/* The local-cuda transport over HOST (the same ownership): device buffers
- * staged through pinned host memory.  NULL with a message. */
-agn_comm *agn_comm_cuda_staged_create(agn_comm *host, const agn_gpu_comm_opts *o);
 /* 1 if this build has the nccl transport (configure found NCCL). */
 int agn_comm_nccl_built(void);
 

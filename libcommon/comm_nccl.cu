@@ -1,17 +1,15 @@
-/* comm_nccl.cu: the GPU transports of comm_gpu.h, "nccl" and "local-cuda".
+/* comm_nccl.cu: the "nccl" transport of comm_gpu.h.
  *
- * Both hold the host transport they wrap (local or mpi) and send every call
- * on host memory to it.  A call on device memory:
- *  - nccl: records an event on the compute stream (agn_comm_set_stream),
- *    makes the communication stream wait for it, and issues the NCCL call
- *    there (ncclGroupStart/End around the per-owner calls of uneven shards);
- *    the request is an event recorded after it.  fp32 travels as fp32, or
- *    with wire_bf16 an all-reduce or reduce-scatter of fp32 is converted to
- *    bf16 in a scratch buffer, reduced in bf16 and converted back (the
- *    all-gather of parameters always stays fp32: ranks must agree on them).
- *  - local-cuda: the same event order, then a copy to pinned host memory,
- *    the host transport's collective on it (deterministic: rank order), and
- *    a copy back when the request is waited for.
+ * It holds the host transport it wraps (local or mpi) and sends every call
+ * on host memory to it.  A call on device memory records an event on the
+ * compute stream (agn_comm_set_stream), makes the communication stream wait
+ * for it, and issues the NCCL call there (ncclGroupStart/End around the
+ * per-owner calls of uneven shards); the request is an event recorded after
+ * it.  fp32 travels as fp32, or with wire_bf16 an all-reduce or
+ * reduce-scatter of fp32 is converted to bf16 in a scratch buffer, reduced
+ * in bf16 and converted back (the all-gather of parameters always stays
+ * fp32: ranks must agree on them).
+ *
  * agn_comm_wait() polls the request's event, NCCL's asynchronous error, the
  * host transport's abort flag and the deadline (comm_gpu.c's state machine);
  * on a failure it calls ncclCommAbort, so that no kernel is left waiting for
@@ -23,8 +21,12 @@
  * ncclInProgress are polled the same way, so a peer that never arrives ends
  * in a timeout instead of a hang inside NCCL.
  *
+ * CUDA ranks without NCCL, or several on one GPU, use the staged transport
+ * (comm_staged.c) instead, which the trainer puts over the host transport.
+ *
  * Everything here runs on the caller's thread (the trainer's); the device
- * is the one made current by the constructor. */
+ * is the one made current by the constructor.  Built when configure found
+ * NCCL; without it comm_gpu.c's constructor says so. */
 #include "config.h"
 extern "C" {
 #include "comm.h"
@@ -42,7 +44,6 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-enum { MODE_NCCL, MODE_STAGED };
 enum { REQ_HOST, REQ_DEVICE };
 enum { OP_ALLREDUCE, OP_REDUCE_SCATTER, OP_ALLGATHER, OP_BROADCAST };
 
@@ -65,19 +66,18 @@ typedef struct pool_buf {
 
 typedef struct {
     int kind;
-    agn_comm_req *inner; /* REQ_HOST; the staged host collective */
-    cudaEvent_t ev;      /* REQ_DEVICE, nccl: fires when the call is done */
+    agn_comm_req *inner; /* REQ_HOST: the host transport's request */
+    cudaEvent_t ev;      /* REQ_DEVICE: fires when the NCCL call is done */
     int op;
     void *buf;
     size_t count;
     agn_dtype type;
-    pool_buf *scratch;   /* staging (pinned) or the bf16 copy (device) */
+    pool_buf *scratch;   /* the bf16 copy (device memory) */
     char what[96];
 } gpu_req;
 
 typedef struct {
     agn_comm *host;
-    int mode;
     int device;
     int wire_bf16;
     int grouped_test; /* AGN_TEST_NCCL_GROUPED=1: the per-owner path always */
@@ -90,7 +90,7 @@ typedef struct {
 #endif
     cudaEvent_t *events; /* free completion events */
     int n_events, cap_events;
-    pool_buf *free_dev, *free_pinned;
+    pool_buf *free_dev;
     int broken;
     char err[512];
     unsigned long started;
@@ -253,13 +253,12 @@ static void put_event(gpu_state *gs, cudaEvent_t ev)
     gs->events[gs->n_events++] = ev;
 }
 
-/* A buffer of at least BYTES from the free list (device memory, or pinned
- * host memory for staging), reused once the request that held it is done. */
-static int get_buf(agn_comm *c, size_t bytes, int pinned, pool_buf **out)
+/* A device buffer of at least BYTES from the free list, reused once the
+ * request that held it is done. */
+static int get_buf(agn_comm *c, size_t bytes, pool_buf **out)
 {
     gpu_state *gs = (gpu_state *)c->impl;
-    pool_buf **list = pinned ? &gs->free_pinned : &gs->free_dev;
-    for (pool_buf **pp = list; *pp; pp = &(*pp)->next)
+    for (pool_buf **pp = &gs->free_dev; *pp; pp = &(*pp)->next)
         if ((*pp)->cap >= bytes) {
             *out = *pp;
             *pp = (*pp)->next;
@@ -267,29 +266,27 @@ static int get_buf(agn_comm *c, size_t bytes, int pinned, pool_buf **out)
         }
     pool_buf *b = (pool_buf *)agn_xcalloc(1, sizeof *b);
     b->cap = bytes < 4096 ? 4096 : bytes;
-    cudaError_t e = pinned ? cudaHostAlloc(&b->p, b->cap, cudaHostAllocPortable) : cudaMalloc(&b->p, b->cap);
+    cudaError_t e = cudaMalloc(&b->p, b->cap);
     if (e != cudaSuccess) {
         free(b);
-        return cuda_err(c, e, pinned ? "cudaHostAlloc (staging)" : "cudaMalloc (bf16 scratch)");
+        return cuda_err(c, e, "cudaMalloc (bf16 scratch)");
     }
     *out = b;
     return 0;
 }
 
-static void put_buf(gpu_state *gs, pool_buf *b, int pinned)
+static void put_buf(gpu_state *gs, pool_buf *b)
 {
     if (!b) return;
-    pool_buf **list = pinned ? &gs->free_pinned : &gs->free_dev;
-    b->next = *list;
-    *list = b;
+    b->next = gs->free_dev;
+    gs->free_dev = b;
 }
 
-static void free_bufs(pool_buf *b, int pinned)
+static void free_bufs(pool_buf *b)
 {
     while (b) {
         pool_buf *n = b->next;
-        if (pinned) cudaFreeHost(b->p);
-        else cudaFree(b->p);
+        cudaFree(b->p);
         free(b);
         b = n;
     }
@@ -354,7 +351,7 @@ static int nccl_issue(agn_comm *c, gpu_req *r, int root)
     int W = c->world, me = c->rank;
     int bf16 = gs->wire_bf16 && r->type == AGN_F32 && (r->op == OP_ALLREDUCE || r->op == OP_REDUCE_SCATTER);
     if (bf16) {
-        if (get_buf(c, count * sizeof(__nv_bfloat16), 0, &r->scratch) != 0) return -1;
+        if (get_buf(c, count * sizeof(__nv_bfloat16), &r->scratch) != 0) return -1;
         k_to_bf16<<<grid_for(count), 256, 0, gs->stream>>>((const float *)p, (__nv_bfloat16 *)r->scratch->p, count);
         CU(c, cudaGetLastError(), "bf16 conversion kernel");
         p = (unsigned char *)r->scratch->p;
@@ -408,60 +405,6 @@ static int nccl_issue(agn_comm *c, gpu_req *r, int root)
 }
 #endif
 
-/* local-cuda: the device buffer to pinned memory (waited for), then the host
- * transport's collective on it. */
-static int staged_issue(agn_comm *c, gpu_req *r, int root)
-{
-    gpu_state *gs = (gpu_state *)c->impl;
-    size_t bytes = r->count * agn_dtype_size(r->type);
-    if (get_buf(c, bytes, 1, &r->scratch) != 0) return -1;
-    CU(c, cudaMemcpyAsync(r->scratch->p, r->buf, bytes, cudaMemcpyDeviceToHost, gs->stream), "cudaMemcpyAsync (staging)");
-    cudaEvent_t ev;
-    if (get_event(c, &ev) != 0) return -1;
-    CU(c, cudaEventRecord(ev, gs->stream), "cudaEventRecord (communication stream)");
-    if (wait_for(c, ev, r->what) != 0) return -1;
-    put_event(gs, ev);
-    int rc;
-    switch (r->op) {
-    case OP_ALLREDUCE: rc = agn_comm_allreduce_start(gs->host, r->scratch->p, r->count, r->type, &r->inner); break;
-    case OP_REDUCE_SCATTER:
-        rc = agn_comm_reduce_scatter_start(gs->host, r->scratch->p, r->count, r->type, &r->inner);
-        break;
-    case OP_ALLGATHER: rc = agn_comm_allgather_start(gs->host, r->scratch->p, r->count, r->type, &r->inner); break;
-    default: rc = agn_comm_broadcast(gs->host, r->scratch->p, r->count, r->type, root); break;
-    }
-    if (rc != 0) {
-        agn_adderr("rank %d", c->rank);
-        return breakit(c);
-    }
-    return 0;
-}
-
-static int staged_finish(agn_comm *c, gpu_req *r)
-{
-    gpu_state *gs = (gpu_state *)c->impl;
-    if (r->inner && agn_comm_wait(gs->host, r->inner) != 0) {
-        r->inner = NULL;
-        agn_adderr("rank %d", c->rank);
-        return breakit(c);
-    }
-    r->inner = NULL;
-    size_t es = agn_dtype_size(r->type), lo = 0, hi = r->count;
-    if (r->op == OP_REDUCE_SCATTER) agn_comm_shard(r->count, c->world, c->rank, &lo, &hi);
-    if (hi > lo)
-        CU(c, cudaMemcpyAsync((unsigned char *)r->buf + lo * es, (unsigned char *)r->scratch->p + lo * es, (hi - lo) * es,
-                              cudaMemcpyHostToDevice, gs->stream),
-           "cudaMemcpyAsync (staging back)");
-    cudaEvent_t ev;
-    if (get_event(c, &ev) != 0) return -1;
-    CU(c, cudaEventRecord(ev, gs->stream), "cudaEventRecord (communication stream)");
-    if (wait_for(c, ev, r->what) != 0) return -1;
-    put_event(gs, ev);
-    put_buf(gs, r->scratch, 1);
-    r->scratch = NULL;
-    return 0;
-}
-
 static int dev_start(agn_comm *c, int op, void *buf, size_t count, agn_dtype t, int root, gpu_req **out)
 {
     gpu_state *gs = (gpu_state *)c->impl;
@@ -475,13 +418,12 @@ static int dev_start(agn_comm *c, int op, void *buf, size_t count, agn_dtype t, 
     r->type = t;
     snprintf(r->what, sizeof r->what, "%s %s #%lu of %zu elements", c->ops->name, op_name(op), ++gs->started, count);
     int rc = follow_compute(c);
-    if (rc == 0) {
 #ifdef HAVE_NCCL
-        rc = gs->mode == MODE_NCCL ? nccl_issue(c, r, root) : staged_issue(c, r, root);
+    if (rc == 0) rc = nccl_issue(c, r, root);
 #else
-        rc = staged_issue(c, r, root);
+    (void)root;
+    if (rc == 0) rc = agn_seterr("no NCCL in this build");
 #endif
-    }
     if (rc != 0) {
         free(r); /* its buffers may still be in use by the device: not reused */
         return -1;
@@ -493,10 +435,9 @@ static int dev_start(agn_comm *c, int op, void *buf, size_t count, agn_dtype t, 
 static int dev_finish(agn_comm *c, gpu_req *r)
 {
     gpu_state *gs = (gpu_state *)c->impl;
-    if (gs->mode == MODE_STAGED) return staged_finish(c, r);
     if (wait_for(c, r->ev, r->what) != 0) return -1;
     put_event(gs, r->ev);
-    put_buf(gs, r->scratch, 0);
+    put_buf(gs, r->scratch);
     r->scratch = NULL;
     return 0;
 }
@@ -625,8 +566,7 @@ static void gpu_destroy(agn_comm *c)
 #endif
     if (!gs->broken) {
         for (int i = 0; i < gs->n_events; i++) cudaEventDestroy(gs->events[i]);
-        free_bufs(gs->free_dev, 0);
-        free_bufs(gs->free_pinned, 1);
+        free_bufs(gs->free_dev);
         if (gs->ready) cudaEventDestroy(gs->ready);
         if (gs->stream) cudaStreamDestroy(gs->stream);
     }
@@ -648,21 +588,6 @@ static const agn_comm_ops nccl_ops = {
     gpu_abort,
     gpu_destroy,
     NULL, /* shared */
-    gpu_set_stream,
-    gpu_aborted,
-};
-
-static const agn_comm_ops staged_ops = {
-    "local-cuda",
-    gpu_allreduce_start,
-    gpu_reduce_scatter_start,
-    gpu_allgather_start,
-    gpu_wait,
-    gpu_broadcast,
-    gpu_barrier,
-    gpu_abort,
-    gpu_destroy,
-    NULL,
     gpu_set_stream,
     gpu_aborted,
 };
@@ -692,11 +617,11 @@ static agn_comm *fail_free(agn_comm *c)
 
 /* The communicator around HOST with its stream and event on O->device;
  * NULL (HOST freed) with a message. */
-static agn_comm *gpu_new(agn_comm *host, const agn_gpu_comm_opts *o, int mode)
+static agn_comm *gpu_new(agn_comm *host, const agn_gpu_comm_opts *o)
 {
     agn_comm *c = (agn_comm *)agn_xcalloc(1, sizeof *c);
     gpu_state *gs = (gpu_state *)agn_xcalloc(1, sizeof *gs);
-    c->ops = mode == MODE_NCCL ? &nccl_ops : &staged_ops;
+    c->ops = &nccl_ops;
     c->rank = host->rank;
     c->world = host->world;
     c->local_rank = host->local_rank;
@@ -704,7 +629,6 @@ static agn_comm *gpu_new(agn_comm *host, const agn_gpu_comm_opts *o, int mode)
     c->timeout_s = host->timeout_s > 0 ? host->timeout_s : AGN_COMM_TIMEOUT_DEFAULT;
     c->impl = gs;
     gs->host = host;
-    gs->mode = mode;
     gs->device = o->device;
     gs->wire_bf16 = o->wire_bf16;
     const char *g = getenv("AGN_TEST_NCCL_GROUPED");
@@ -721,11 +645,6 @@ static agn_comm *gpu_new(agn_comm *host, const agn_gpu_comm_opts *o, int mode)
         return fail_free(c);
     }
     return c;
-}
-
-agn_comm *agn_comm_cuda_staged_create(agn_comm *host, const agn_gpu_comm_opts *o)
-{
-    return gpu_new(host, o, MODE_STAGED);
 }
 
 #ifdef HAVE_NCCL
@@ -745,7 +664,7 @@ static int make_id(void *ctx, unsigned char id[AGN_NCCL_ID_BYTES])
 
 agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o)
 {
-    agn_comm *c = gpu_new(host, o, MODE_NCCL);
+    agn_comm *c = gpu_new(host, o);
     if (!c) return NULL;
     gpu_state *gs = (gpu_state *)c->impl;
     int version = 0;
@@ -773,15 +692,4 @@ agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o)
 }
 
 int agn_comm_nccl_built(void) { return 1; }
-#else
-agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o)
-{
-    (void)host;
-    (void)o;
-    agn_seterr("the nccl transport is not built (configure found no NCCL; --transport local stages "
-               "through host memory instead)");
-    return NULL;
-}
-
-int agn_comm_nccl_built(void) { return 0; }
 #endif

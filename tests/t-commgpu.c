@@ -292,7 +292,7 @@ static void test_pick(void)
         {0, 1, 1, 0, 0}, {0, 1, 8, 0, 0}, {3, 4, 4, 0, 3}, {3, 4, 8, 0, 3},
         {1, 2, 1, 0, 0},   /* one GPU a process (srun --gpus-per-task=1) */
         {2, 3, 2, 0, -1},  /* three ranks, two GPUs, NCCL: refused */
-        {2, 3, 2, 1, 0},   /* local-cuda: shared round robin */
+        {2, 3, 2, 1, 0},   /* staged: shared round robin */
         {1, 2, 1, 1, 0},   {0, 1, 0, 0, -1}, {0, 1, 0, 1, -1}, {2, 2, 2, 0, -1},
     };
     for (size_t i = 0; i < AGN_ARRAY_LEN(t); i++) {

@@ -398,9 +398,11 @@ int main(int argc, char **argv)
             agn_adderr("rank %d", comm->rank);
             goto rank_failed;
         }
-        if (comm->world > 1) {
+        /* NCCL between the GPUs; with --transport local the job's transport
+         * stays, and the trainer stages the model's buffers over it */
+        if (comm->world > 1 && !staged) {
             agn_gpu_comm_opts go = {.device = device_index, .wire_bf16 = wire_bf16};
-            agn_comm *g = staged ? agn_comm_cuda_staged_create(comm, &go) : agn_comm_nccl_create(comm, &go);
+            agn_comm *g = agn_comm_nccl_create(comm, &go);
             if (!g) goto rank_failed;
             comm = g;
         }
@@ -409,7 +411,7 @@ int main(int argc, char **argv)
             if (*p == ',') *p = ';';
         if (!o.quiet && comm->rank == 0)
             agn_warn("training on %d GPU rank%s (%s%s): %s", comm->world, comm->world == 1 ? "" : "s",
-                     comm->world > 1 ? comm->ops->name : "one process",
+                     comm->world == 1 ? "one process" : staged ? "staged through host memory" : "nccl",
                      comm->world > 1 && !staged ? (wire_bf16 ? ", bf16 on the wire" : ", fp32 on the wire") : "",
                      device);
     } else {

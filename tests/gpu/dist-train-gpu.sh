@@ -78,7 +78,7 @@ ok "-g 1 fp32 twice: byte-identical weights"
 if [ "$ngpu" -ge 2 ]; then
     via="-g 2"; how="nccl, 2 GPUs"
 else
-    via="-g 2 --transport local"; how="local-cuda, 2 ranks on 1 GPU (NCCL refuses two ranks on one GPU)"
+    via="-g 2 --transport local"; how="staged, 2 ranks on 1 GPU (NCCL refuses two ranks on one GPU)"
 fi
 # shellcheck disable=SC2086
 $T -o g2 $via -s train.precision=fp32 "$SH" 2>g2.err || { cat g2.err >&2; fail "$via"; }
@@ -88,8 +88,8 @@ if [ "$ngpu" -lt 2 ]; then
     # shellcheck disable=SC2086
     $T -o g2b $via -s train.precision=fp32 "$SH" 2>/dev/null
     "$STDIFF" --quiet g2/last.safetensors g2b/last.safetensors >/dev/null ||
-        { echo "not ok - local-cuda twice: the weights differ"; bad="$bad|local-cuda determinism"; }
-    ok "local-cuda 2 ranks twice: byte-identical weights"
+        { echo "not ok - staged twice: the weights differ"; bad="$bad|staged determinism"; }
+    ok "staged 2 ranks twice: byte-identical weights"
 fi
 
 # ---- 3. the supervisor makes no CUDA call

@@ -1,4 +1,4 @@
-/* t-gpucomm.c: the GPU transports (comm_gpu.h) on a real GPU.  Skips (77)
+/* t-gpucomm.c: the GPU transports (comm_gpu.h, comm_staged.c) on a real GPU.  Skips (77)
  * where none is usable.  Every case runs in forked processes, so that this
  * parent never initialises CUDA (it counts GPUs with agn_gpu_probe):
  *
@@ -11,9 +11,10 @@
  *  - nccl, a stuck compute stream (a host function that blocks it): the wait
  *    times out after --comm-timeout with a message naming the rank, aborts
  *    NCCL, the transport stays broken, and freeing it returns;
- *  - local-cuda, 2 and 3 ranks sharing the GPUs (round robin): every
- *    collective bit for bit against a serial sum in rank order;
- *    a rank that aborts while rank 0 waits: rank 0 fails with its message;
+ *  - the staged transport (comm_staged.c: CUDA ranks without NCCL), 2 and 3
+ *    ranks sharing the GPUs (round robin), with CUDA copies: every
+ *    collective bit for bit against a serial sum in rank order; a rank
+ *    that aborts while rank 0 waits: rank 0 fails with its message;
  *  - nccl, W = min(GPUs, 4) ranks when there are 2 GPUs or more: the
  *    collectives (bit for bit at W = 2, where a sum of two is exact
  *    whatever the order; 1e-6 relative above), a rank that sleeps past the
@@ -219,6 +220,7 @@ static void in_flight_and_host(ctx *x)
         cudaFree(d[k]);
     }
     free(h);
+    if (strcmp(c->ops->name, "nccl") != 0) return; /* staged: device buffers only */
     /* host memory goes to the host transport: rank order, exact */
     double v[5];
     for (int i = 0; i < 5; i++) v[i] = input(c->rank, (size_t)i, 7);
@@ -276,11 +278,42 @@ typedef struct {
     int fault; /* 0 none; 1 stuck stream; 2 rank 1 aborts; 3 rank 1 sleeps; 4 rank 1 killed */
 } cfg;
 
+/* The staged transport's copies (comm.h), after the work queued on the
+ * compute stream, as the trainer's model_to_host does. */
+static cudaStream_t copy_stream;
+static int to_host(void *unused, void *host, const void *dev, size_t bytes)
+{
+    (void)unused;
+    if (cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, copy_stream) != cudaSuccess ||
+        cudaStreamSynchronize(copy_stream) != cudaSuccess)
+        return agn_seterr("staging copy to the host failed");
+    return 0;
+}
+static int from_host(void *unused, void *dev, const void *host, size_t bytes)
+{
+    (void)unused;
+    if (cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, copy_stream) != cudaSuccess ||
+        cudaStreamSynchronize(copy_stream) != cudaSuccess)
+        return agn_seterr("staging copy to the device failed");
+    return 0;
+}
+
+static agn_comm *staged_host; /* the staged transport leaves its host transport to us */
+
 static agn_comm *make(agn_comm *host, const cfg *k, cudaStream_t *compute)
 {
     agn_gpu_comm_opts o = {.device = host->local_rank % ngpu, .wire_bf16 = k->bf16};
     if (k->grouped) setenv("AGN_TEST_NCCL_GROUPED", "1", 1);
-    agn_comm *c = k->staged ? agn_comm_cuda_staged_create(host, &o) : agn_comm_nccl_create(host, &o);
+    agn_comm *c;
+    if (k->staged) {
+        CUDA(cudaSetDevice(o.device));
+        CUDA(cudaStreamCreateWithFlags(compute, cudaStreamNonBlocking));
+        copy_stream = *compute;
+        agn_comm_copier cp = {.ctx = NULL, .to_host = to_host, .from_host = from_host};
+        staged_host = host;
+        return agn_comm_staged_create(host, &cp);
+    }
+    c = agn_comm_nccl_create(host, &o);
     if (!c) {
         fprintf(stderr, "t-gpucomm: rank %d: %s\n", host->rank, agn_errmsg());
         agn_comm_abort(host, agn_errmsg());
@@ -289,6 +322,13 @@ static agn_comm *make(agn_comm *host, const cfg *k, cudaStream_t *compute)
     }
     CUDA(cudaStreamCreateWithFlags(compute, cudaStreamNonBlocking));
     return c;
+}
+
+static void unmake(agn_comm *c)
+{
+    agn_comm_free(c);
+    if (staged_host) agn_comm_free(staged_host);
+    staged_host = NULL;
 }
 
 static void rank_collectives(agn_comm *host, void *arg)
@@ -309,7 +349,7 @@ static void rank_collectives(agn_comm *host, void *arg)
     ctx x = {.c = c, .compute = s, .exact = k->exact, .tol = k->tol, .bf16 = k->bf16};
     collectives(&x);
     in_flight_and_host(&x);
-    agn_comm_free(c);
+    unmake(c);
 }
 
 /* Blocks the stream it is queued on until released, or 10 s at most (so
@@ -336,7 +376,7 @@ static void rank_fault(agn_comm *host, void *arg)
     if (k->fault == 2 && c->rank == 1) {
         sleep(1);
         agn_comm_abort(c, "test abort from rank 1");
-        agn_comm_free(c);
+        unmake(c);
         _exit(0);
     }
     if (k->fault == 3 && c->rank == 1) sleep((unsigned)(c->timeout_s * 3 + 2));
@@ -367,7 +407,7 @@ static void rank_fault(agn_comm *host, void *arg)
     }
     release_flag = 1;
     double tf = agn_now();
-    agn_comm_free(c);
+    unmake(c);
     CHECK(agn_now() - tf < 5, "freeing the broken transport took %.1f s", agn_now() - tf);
     fflush(NULL);
     _exit(failures ? 1 : 0); /* rank 0 is done; the job's status is the supervisor's */
@@ -413,13 +453,13 @@ int main(int argc, char **argv)
     for (int W = 2; W <= 3; W++) {
         cfg k = {.staged = 1, .exact = 1};
         st = run_ranks(W, rank_collectives, &k, 20);
-        CHECK(st == 0, "local-cuda W %d: status %d", W, st);
-        if (st == 0) printf("ok - local-cuda, %d ranks on %d GPU(s): every collective bit for bit in rank order\n", W, ngpu);
+        CHECK(st == 0, "staged W %d: status %d", W, st);
+        if (st == 0) printf("ok - staged, %d ranks on %d GPU(s): every collective bit for bit in rank order\n", W, ngpu);
     }
     cfg a = {.staged = 1, .fault = 2};
     st = run_ranks(2, rank_fault, &a, 10);
-    CHECK(st == 0, "local-cuda abort: status %d", st);
-    if (st == 0) printf("ok - local-cuda: rank 1 aborts, rank 0's wait fails with its message\n");
+    CHECK(st == 0, "staged abort: status %d", st);
+    if (st == 0) printf("ok - staged: rank 1 aborts, rank 0's wait fails with its message\n");
     if (nccl && ngpu >= 2) {
         int W = ngpu < 4 ? ngpu : 4;
         cfg k = {.exact = W == 2, .tol = 1e-6};
