@@ -11,9 +11,12 @@
 #   2. every test of tests/gpu/ (the programs tests/gpu/t-* of the build and
 #      the scripts tests/gpu/*.sh but this one and pack-device.sh), each
 #      under a time limit, with its whole output;
-#   3. the GPU benchmark, tests/bench/gpu.sh (agn and PyTorch on this GPU).
+#   3. the GPU benchmark, tests/bench/gpu.sh (agn and PyTorch on this GPU);
+#   4. the CUDA backend's model benchmark (tests/bench/bench-model --backend
+#      cuda, small and large, bf16 and fp32) when the build has it.
 # All of it within about 8 minutes: each part has a limit and the
-# benchmark gets what is left of DEVICE_CHECK_BUDGET (480 s).
+# benchmark gets what is left of DEVICE_CHECK_BUDGET (480 s).  Exits 1 when
+# a test failed or could not run, else 0 (skips included: read them).
 #
 # On the build machine, then with the device tool:
 #   sh tests/gpu/pack-device.sh
@@ -22,8 +25,11 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$src/.devcheck-out}
 mkdir -p "$out"
 if [ -z "${AGN_DEVICE_CHECK_LOGGED:-}" ]; then
+    rm -f "$out/.status"
     AGN_DEVICE_CHECK_LOGGED=1 sh "$0" "$@" 2>&1 | tee "$out/device-check.log"
-    exit 0
+    st=$(cat "$out/.status" 2>/dev/null || echo 1)
+    rm -f "$out/.status" "$out/.st"
+    exit "$st"
 fi
 set -u
 cd "$src"
@@ -89,7 +95,8 @@ else
 fi
 if [ -z "$build" ]; then
     echo "RESULT: nothing to run"
-    exit 0
+    echo 1 >"$out/.status"
+    exit 1
 fi
 nf=$(for f in "$build"/tools/* "$build"/tests/gpu/*; do [ -x "$f" ] && ldd "$f" 2>/dev/null; done | grep 'not found' | sort -u)
 if [ -n "$nf" ]; then
@@ -131,17 +138,39 @@ for t in "$src"/tests/gpu/*.sh; do
 done
 
 say "3. benchmark (tests/bench/gpu.sh)"
-l=$(( $(left) - 10 ))
+data=$src/.devcarry/data
+[ -d "$data" ] || data=${AGN_DATA:-$src/../shared/data/ag_news}
+l=$(( $(left) - 70 ))
 if [ "$l" -lt 60 ]; then
     echo "  not run: $l s left of the budget"
 else
-    data=$src/.devcarry/data
-    [ -d "$data" ] || data=${AGN_DATA:-$src/../shared/data/ag_news}
     AGN_DATA=$data timeout -k 5 "$l" sh "$src/tests/bench/gpu.sh" "$build" 2>&1
     echo "  (exit $?)"
+fi
+
+say "4. the CUDA backend's model benchmark (tests/bench/bench-model --backend cuda)"
+bm=$build/tests/bench/bench-model
+if [ ! -x "$bm" ] || ! "$bm" --help 2>&1 | grep -q -- '--backend'; then
+    echo "  not in this build"
+else
+    bdir=$(mktemp -d)
+    PATH="$build/tools:$PATH" agn-tokenize "$data/train_sample.csv.gz" >"$bdir/train.tok" &&
+        PATH="$build/tools:$PATH" agn-vocab -q -n 20000 -o "$bdir/vocab.txt" "$bdir/train.tok" &&
+        PATH="$build/tools:$PATH" agn-shard -q -v "$bdir/vocab.txt" -L 256 -o "$bdir/train" "$bdir/train.tok"
+    for args in "-c small --backend cuda -s 200 -w 20" "-c small --backend cuda --precision fp32 -s 200 -w 20" \
+        "-c large --backend cuda -s 50 -w 5" "-c large --backend cuda --precision fp32 -s 50 -w 5"; do
+        l=$(left)
+        [ "$l" -gt 30 ] || { echo "  bench-model $args: not run (budget spent)"; continue; }
+        echo "-- bench-model $args"
+        # shellcheck disable=SC2086
+        timeout -k 5 60 "$bm" $args "$bdir"/train-*.agns 2>&1 | sed 's/^/  /'
+    done
+    rm -rf "$bdir"
 fi
 
 say "summary"
 echo "  missing on this machine:${missing:- nothing}"
 echo "$results" | sed '/^$/d'
 echo "  total $(elapsed) s"
+# 1 when a test failed or did not run
+case $results in *FAIL* | *"NOT RUN"*) echo 1 ;; *) echo 0 ;; esac >"$out/.status"
