@@ -88,6 +88,18 @@ void agn_comm_abort(agn_comm *c, const char *why)
     if (c->world > 1 && c->ops->abort) c->ops->abort(c, why);
 }
 
+const char *agn_comm_aborted(agn_comm *c, int *rank)
+{
+    if (c->world <= 1 || !c->ops->aborted) return NULL;
+    return c->ops->aborted(c, rank);
+}
+
+int agn_comm_set_stream(agn_comm *c, void *stream)
+{
+    if (!c->ops->set_stream) return 0;
+    return c->ops->set_stream(c, stream);
+}
+
 void agn_comm_free(agn_comm *c)
 {
     if (!c) return;

@@ -6,10 +6,12 @@
  *
  * Transports: "none" (one rank, comm.c), "local" (ranks forked on one host,
  * shared memory), "mpi" (ranks across hosts), "staged" (device buffers over
- * local or mpi, comm_staged.c), and "nccl".  Buffers live
+ * local or mpi, comm_staged.c), and for GPU ranks "nccl" (comm_gpu.h), which
+ * wraps local or mpi.  Buffers live
  * where the transport computes: host memory for none/local/mpi, device memory
- * (on the stream the transport was created with) for nccl; counts are in
- * elements, never bytes.
+ * (ordered after the stream given with agn_comm_set_stream) for nccl, which
+ * passes host buffers on to the host transport it wraps;
+ * counts are in elements, never bytes.
  *
  * Asynchrony: the *_start() calls return at once with a request
  * where the transport can overlap (a communication thread on the CPU, a
@@ -51,6 +53,11 @@ typedef struct {
     void (*destroy)(agn_comm *c);
     /* may be NULL: the transport shares no memory between ranks */
     int (*shared)(agn_comm *c, size_t bytes, void **ptr);
+    /* may be NULL (host transports): the stream whose work a collective on
+     * device memory follows (comm_gpu.h) */
+    int (*set_stream)(agn_comm *c, void *stream);
+    /* may be NULL: the job's abort message and who aborted, else NULL */
+    const char *(*aborted)(agn_comm *c, int *rank);
 } agn_comm_ops;
 
 struct agn_comm {
@@ -97,6 +104,16 @@ int agn_comm_barrier(agn_comm *c);
 int agn_comm_shared(agn_comm *c, size_t bytes, void **ptr);
 /* Tells every rank to stop (the others' next call fails with WHY). */
 void agn_comm_abort(agn_comm *c, const char *why);
+/* Whether the job was aborted (by a rank, or by the supervisor when a rank
+ * died): the first abort's message, with *RANK the rank that aborted (-1:
+ * the supervisor); NULL if not aborted or the transport cannot tell (mpi:
+ * MPI_Abort ends the job instead).  Never blocks. */
+const char *agn_comm_aborted(agn_comm *c, int *rank);
+/* The GPU transports (comm_gpu.h): STREAM (a cudaStream_t) is the compute
+ * stream of the model whose buffers they reduce; each collective on device
+ * memory follows the work issued on it.  Call it once the model exists,
+ * before the first collective on its buffers.  Host transports: nothing. */
+int agn_comm_set_stream(agn_comm *c, void *stream);
 void agn_comm_free(agn_comm *c);
 
 size_t agn_dtype_size(agn_dtype t);

@@ -406,6 +406,12 @@ static void local_abort(agn_comm *c, const char *why)
     agn_engine_break(&ls->engine, msg);
 }
 
+static const char *local_aborted(agn_comm *c, int *rank)
+{
+    local_state *ls = c->impl;
+    return agn_local_seg_aborted(ls->seg, rank);
+}
+
 static void local_destroy(agn_comm *c)
 {
     local_state *ls = c->impl;
@@ -428,6 +434,7 @@ static const agn_comm_ops local_ops = {
     .abort = local_abort,
     .destroy = local_destroy,
     .shared = local_shared,
+    .aborted = local_aborted,
 };
 
 agn_comm *agn_comm_local_create(agn_local_seg *seg, int rank, double timeout_s)

@@ -3,7 +3,9 @@
  * config and trainer options; libcommon/train.c does the work. */
 #include "config.h"
 
+#include "backend.h"
 #include "comm.h"
+#include "comm_gpu.h"
 #include "runconfig.h"
 #include "device.h"
 #include "launch.h"
@@ -53,7 +55,10 @@ static void usage(void)
           "  -t, --threads N          threads per rank (default: its CPUs, or all / ranks)\n"
           "      --cpu                train on the CPU\n"
           "  -n, --ranks N            CPU ranks forked on this host\n"
-          "  -g, --gpus N             GPU ranks (CUDA)\n"
+          "  -g, --gpus N             GPU ranks (CUDA), one per GPU, forked on this host\n"
+          "      --transport WHAT     with -g: nccl (default) or local (CUDA ranks staged\n"
+          "                           through host memory; several may share a GPU)\n"
+          "      --wire fp32|bf16     with -g: gradients on NCCL's wire (default fp32)\n"
           "      --bucket-size BYTES  gradient all-reduce bucket (default 1M)\n"
           "      --comm-timeout SEC   a collective waiting longer fails (default 300)\n"
           "      --bind-to WHAT       core: each forked rank on its own cores (default);\n"
@@ -67,6 +72,7 @@ static void usage(void)
 enum {
     OPT_VAL = 256, OPT_LR, OPT_WARMUP, OPT_SEED, OPT_DROPOUT, OPT_LOG_EVERY, OPT_EVAL_EVERY, OPT_MAX_EXAMPLES,
     OPT_MAX_STEPS, OPT_PAD_TO_MAX, OPT_CPU, OPT_BUCKET, OPT_COMM_TIMEOUT, OPT_RESUME, OPT_BIND,
+    OPT_TRANSPORT, OPT_WIRE,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +98,8 @@ static const struct option long_opts[] = {
     {"cpu", no_argument, NULL, OPT_CPU},
     {"ranks", required_argument, NULL, 'n'},
     {"gpus", required_argument, NULL, 'g'},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
+    {"wire", required_argument, NULL, OPT_WIRE},
     {"bucket-size", required_argument, NULL, OPT_BUCKET},
     {"comm-timeout", required_argument, NULL, OPT_COMM_TIMEOUT},
     {"bind-to", required_argument, NULL, OPT_BIND},
@@ -159,6 +167,8 @@ int main(int argc, char **argv)
     long ranks = 0, gpus = 0, threads = 0;
     int bind = 1;
     int cpu = 0;
+    int staged = 0, wire_bf16 = 0;
+    const char *transport_opt = NULL, *wire_opt = NULL;
     double comm_timeout = 300;
     long v;
     int c;
@@ -237,6 +247,18 @@ int main(int argc, char **argv)
             if (agn_parse_double(optarg, 0.001, 1e7, "--comm-timeout", &comm_timeout) != 0)
                 USAGE("%s", agn_errmsg());
             break;
+        case OPT_TRANSPORT:
+            if (strcmp(optarg, "nccl") == 0) staged = 0;
+            else if (strcmp(optarg, "local") == 0) staged = 1;
+            else USAGE("--transport: '%s' is not nccl or local", optarg);
+            transport_opt = optarg;
+            break;
+        case OPT_WIRE:
+            if (strcmp(optarg, "fp32") == 0) wire_bf16 = 0;
+            else if (strcmp(optarg, "bf16") == 0) wire_bf16 = 1;
+            else USAGE("--wire: '%s' is not fp32 or bf16", optarg);
+            wire_opt = optarg;
+            break;
         case OPT_BIND:
             if (strcmp(optarg, "core") == 0) bind = 1;
             else if (strcmp(optarg, "none") == 0) bind = 0;
@@ -264,6 +286,9 @@ int main(int argc, char **argv)
             goto out;
         }
     if (gpus && (cpu || ranks)) USAGE("-g/--gpus and --cpu/-n/--ranks exclude each other");
+    if (!gpus && transport_opt) USAGE("--transport is for GPU ranks: give -g N");
+    if (!gpus && wire_opt) USAGE("--wire is for GPU ranks: give -g N");
+    if (staged && wire_bf16) USAGE("--wire bf16 is NCCL's: --transport local moves fp32");
 
     if (agn_config_load(&cfg, config_path) != 0) {
         agn_warn_err();
@@ -280,16 +305,74 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    /* ---- backend and ranks */
+    /* ---- backend and ranks
+     * GPU ranks (-g N, or neither -g nor -n nor --cpu and a GPU is there):
+     * the CUDA backend; one rank a GPU, forked here or one per process under
+     * mpirun/srun.  The supervisor of forked ranks makes no CUDA call (a
+     * CUDA context does not survive fork): it counts the GPUs in a child
+     * process (agn_gpu_probe), and each rank makes its own device current. */
+    const agn_backend_ops *backend = NULL; /* NULL: the CPU */
+    char why_cpu[600] = "", gdesc[1024];
+    int mrank = 0, mworld = 1, under_mpi = agn_mpi_launched(&mrank, &mworld);
     if (gpus) {
-        agn_warn("-g/--gpus: the CUDA backend is not built yet; train on the CPU with --cpu");
-        status = AGN_EXIT_ERROR;
-        goto out;
+        if (under_mpi && gpus > 1 && gpus != mworld)
+            USAGE("-g %ld, but mpirun/srun started %d processes: each process is one GPU rank "
+                  "(give -g %d, or -g 1)", gpus, mworld, mworld);
+        backend = agn_backend_find("cuda");
+        if (!backend) {
+            agn_warn("-g %ld: %s; train on the CPU with --cpu", gpus, agn_errmsg());
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+        int visible = 0;
+        if (!under_mpi && gpus > 1) {
+            if (agn_gpu_probe(&visible, gdesc, sizeof gdesc) != 0) {
+                agn_warn("-g %ld: %s", gpus, agn_errmsg());
+                status = AGN_EXIT_ERROR;
+                goto out;
+            }
+        } else { /* one process, no fork to come: ask here */
+            visible = agn_cuda_device_count();
+            agn_cuda_device_name(0, gdesc, sizeof gdesc);
+        }
+        if (visible == 0) {
+            agn_warn("-g %ld: no usable GPU: %s", gpus, gdesc);
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+        if (!under_mpi && gpus > visible && !staged) {
+            agn_warn("-g %ld: %d GPU%s visible (%s): NCCL cannot put two ranks on one GPU; give -g %d, or "
+                     "--transport local to stage through host memory", gpus, visible, visible == 1 ? "" : "s",
+                     gdesc, visible);
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+        if (!staged && (gpus > 1 || mworld > 1) && !agn_comm_nccl_built()) {
+            agn_warn("-g %ld: this build has no NCCL (configure found none); --transport local stages "
+                     "through host memory instead", gpus);
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+    } else if (!cpu && !ranks) {
+        /* neither: a GPU if there is one (no fork follows: asking here is safe) */
+        if (!agn_backend_cuda) {
+            snprintf(why_cpu, sizeof why_cpu, "this build has no CUDA backend");
+        } else if (agn_cuda_device_count() == 0) {
+            snprintf(why_cpu, sizeof why_cpu, "no usable GPU: %s", agn_cuda_device_name(0, gdesc, sizeof gdesc));
+        } else if (under_mpi && mworld > 1 && !agn_comm_nccl_built()) {
+            snprintf(why_cpu, sizeof why_cpu, "a GPU is there, but this build has no NCCL for %d ranks", mworld);
+        } else {
+            backend = agn_backend_cuda;
+            gpus = 1;
+        }
+    } else if (!cpu) {
+        snprintf(why_cpu, sizeof why_cpu, "-n gives CPU ranks (-g N for GPU ranks)");
     }
-    /* Ranks: forked here with -n N, or this process is one rank of an MPI
-     * job, or the only rank.  Before any thread exists: it forks. */
+    /* Ranks: forked here with -n N or -g N, or this process is one rank of
+     * an MPI job, or the only rank.  Before any thread exists: it forks. */
     agn_cleanup_on_signals();
-    agn_launch_opts lo = {.ranks = (int)ranks, .timeout_s = comm_timeout, .catch_stop = 1, .bind = bind};
+    agn_launch_opts lo = {.ranks = (int)(gpus ? (under_mpi ? 0 : gpus) : ranks), .timeout_s = comm_timeout,
+                          .catch_stop = 1, .bind = bind};
     agn_comm *comm = NULL;
     int lrc = agn_launch(&lo, &comm, &status);
     if (lrc == AGN_LAUNCH_DONE) { /* the supervisor of forked ranks */
@@ -310,31 +393,54 @@ int main(int argc, char **argv)
         char what[1024];
         agn_warn("%s; %ld threads", agn_launch_describe(comm, what, sizeof what), threads);
     }
-    if (!cpu && !o.quiet && comm->rank == 0) {
-        char buf[256];
-        if (agn_cuda_device_count() > 0)
-            agn_warn("training on the CPU: no CUDA backend in this build (GPU seen: %s)",
-                     agn_cuda_device_name(0, buf, sizeof buf));
-        else
-            agn_warn("training on the CPU (%ld threads): no GPU, or no CUDA backend in this build", threads);
+    char device[256];
+    int device_index = 0;
+    if (backend) {
+        /* this rank's GPU, and the transport between GPU ranks */
+        int visible = agn_cuda_device_count();
+        if (agn_gpu_pick(comm->local_rank, comm->local_world, visible, staged, &device_index) != 0) {
+            agn_adderr("rank %d", comm->rank);
+            goto rank_failed;
+        }
+        /* NCCL between the GPUs; with --transport local the job's transport
+         * stays, and the trainer stages the model's buffers over it */
+        if (comm->world > 1 && !staged) {
+            agn_gpu_comm_opts go = {.device = device_index, .wire_bf16 = wire_bf16};
+            agn_comm *g = agn_comm_nccl_create(comm, &go);
+            if (!g) goto rank_failed;
+            comm = g;
+        }
+        agn_cuda_device_name(device_index, device, sizeof device);
+        for (char *p = device; *p; p++) /* a field of metrics.csv */
+            if (*p == ',') *p = ';';
+        if (!o.quiet && comm->rank == 0)
+            agn_warn("training on %d GPU rank%s (%s%s): %s", comm->world, comm->world == 1 ? "" : "s",
+                     comm->world == 1 ? "one process" : staged ? "staged through host memory" : "nccl",
+                     comm->world > 1 && !staged ? (wire_bf16 ? ", bf16 on the wire" : ", fp32 on the wire") : "",
+                     device);
+    } else {
+        agn_cpu_name(device, sizeof device);
+        if (!cpu && !o.quiet && comm->rank == 0)
+            agn_warn("training on the CPU (%ld threads): %s", threads, why_cpu);
     }
 
-    char device[256];
     o.cfg = &cfg;
     o.train_paths = train.v;
     o.n_train = train.n;
     o.val_paths = val.v;
     o.n_val = val.n;
     o.threads = (int)threads;
-    o.device = agn_cpu_name(device, sizeof device);
+    o.device = device;
+    o.backend = backend;
+    o.device_index = device_index;
     o.stop = agn_stop_flag();
 
     int rc = agn_train(&o, comm);
     if (rc < 0) {
         if (comm->world > 1) {
-            /* across hosts, the host too */
+            /* ranks not forked here may be on other hosts: the host too */
             char host[256] = "";
-            if (strcmp(comm->ops->name, "mpi") == 0 && gethostname(host + 2, sizeof host - 4) == 0) {
+            if (strcmp(comm->ops->name, "local") != 0 && gethostname(host + 2, sizeof host - 4) == 0) {
                 host[0] = ' ';
                 host[1] = '(';
                 host[sizeof host - 2] = '\0';
@@ -352,6 +458,13 @@ int main(int argc, char **argv)
         status = 128 + (agn_stop_requested() ? agn_stop_requested() : SIGINT);
     }
     agn_comm_free(comm);
+    goto out;
+rank_failed:
+    /* a rank that cannot set up its GPU: the others must not wait for it */
+    agn_warn_err();
+    agn_comm_abort(comm, agn_errmsg());
+    agn_comm_free(comm);
+    status = AGN_EXIT_ERROR;
 out:
     agn_config_free(&cfg);
     for (int i = 0; i < n_bufs; i++) free(set_bufs[i]);
