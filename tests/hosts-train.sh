@@ -8,7 +8,9 @@
 #    difference per tensor printed, fail above 1e-5);
 #  - the bytes through each host's link are at least what the collectives
 #    must have moved (they did not go another way);
-#  - each rank says where it runs: its host, rank and local rank.
+#  - each rank says where it runs: its host, rank and local rank;
+#  - the NCCL bootstrap (the unique id over MPI, and its failure) reaches
+#    the ranks on every host (tests/t-commgpu, no GPU needed).
 # Skips without MPI or without root (namespaces).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
@@ -50,3 +52,13 @@ for n in 2 3; do
     [ "$st" -eq 0 ] || fail "$n hosts: weights differ from the 1-rank run by more than 1e-5"
     ok "$n hosts over TCP ($moved bytes through agnhost$n's link): $(tail -n 1 diff.out)"
 done
+
+# the NCCL bootstrap of GPU ranks (comm_gpu.h) across the hosts: rank 0's
+# unique id (a stand-in: no GPU needed) reaches the ranks on the other hosts
+# over the mpi transport, and when rank 0 cannot make one, every rank says so
+t=$top_builddir/tests/t-commgpu
+hosts_mpirun 3 "$t" --mpi >out 2>err || { cat out err >&2; fail "t-commgpu --mpi across 3 hosts"; }
+assert_eq "$(grep -c '^ok - mpi rank' out || true)" 3 "ranks across 3 hosts that received the id"
+hosts_mpirun 3 "$t" --mpi fail >out 2>err || { cat out err >&2; fail "t-commgpu --mpi fail across 3 hosts"; }
+assert_eq "$(grep -c '^ok - mpi rank .* failure reported' out || true)" 3 "ranks across 3 hosts that reported rank 0's failure"
+ok "NCCL bootstrap across 3 hosts: the id reaches every rank; rank 0's failure reaches every rank"
