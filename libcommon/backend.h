@@ -92,6 +92,10 @@ typedef struct {
     /* Memory where the backend computes (communication buffers). */
     void *(*alloc)(agn_model *m, size_t bytes);
     void (*release)(agn_model *m, void *p);
+    /* May be NULL (the CPU): the stream (a cudaStream_t) everything the
+     * backend issues runs on, in order; a transport on device memory orders
+     * its collectives after it (agn_comm_set_stream). */
+    void *(*stream)(agn_model *m);
 } agn_backend_ops;
 
 extern const agn_backend_ops agn_backend_cpu;

@@ -205,8 +205,11 @@ static int launch_mpi(const agn_launch_opts *o, int mworld, agn_comm **comm)
 /* ---- binding ---------------------------------------------------------------- */
 
 static int bound_cpus; /* in a bound rank: how many CPUs it was given */
+static int forked;     /* in a rank forked by agn_launch */
 
 int agn_launch_bound(void) { return bound_cpus; }
+
+int agn_launch_forked(void) { return forked; }
 
 typedef struct {
     int package, core, cpu;
@@ -334,6 +337,7 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status)
             /* the rank: dies with the supervisor, whatever killed it */
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != parent) _exit(AGN_EXIT_ERROR);
+            forked = 1;
             sigprocmask(SIG_SETMASK, &old, NULL);
             free(pids);
             /* before the communication thread starts: it inherits the set */

@@ -58,6 +58,8 @@ int agn_launch(const agn_launch_opts *o, agn_comm **comm, int *status);
 int agn_launch_cpus(int rank, int world, int *cpus, int cap);
 /* In a forked rank: the number of CPUs it is bound to, 0 if unbound. */
 int agn_launch_bound(void);
+/* 1 in a rank forked by agn_launch (its parent supervises the job). */
+int agn_launch_forked(void);
 
 /* In a rank started with catch_stop: the stop signal received (SIGINT,
  * SIGTERM, SIGHUP), or 0.  The first one only sets this flag; a second one

@@ -349,6 +349,8 @@ static int setup_model(trainer *t)
                          : ops->host_memory ? AGN_PREC_FP32 : AGN_PREC_BF16;
     if (agn_model_create_on(&t->m, &mc, rows, ops, t->o->device_index, prec) != 0) return -1;
     if (agn_model_alloc_optim(&t->m) != 0) return -1;
+    /* a transport on device memory (nccl) follows the model's stream */
+    if (ops->stream && agn_comm_set_stream(t->comm, ops->stream(&t->m)) != 0) return -1;
     /* The collectives on the model's buffers run where they live: a device
      * backend over a host transport (CUDA ranks without NCCL, or several on
      * one GPU) goes through host staging copies.  AGN_TEST_STAGED forces
@@ -572,8 +574,7 @@ static int test_fault(const trainer *t)
     }
     int sig = strcmp(mode, "sigterm") == 0 ? SIGTERM : strcmp(mode, "sigint") == 0 ? SIGINT : 0;
     if (!sig) return agn_seterr("AGN_TEST_FAIL_MODE=%s: not error, kill, sleep, sigterm or sigint", mode);
-    int forked = t->comm->ops && t->comm->ops->name && strcmp(t->comm->ops->name, "local") == 0;
-    kill(forked ? getppid() : getpid(), sig);
+    kill(agn_launch_forked() ? getppid() : getpid(), sig);
     return 0;
 }
 

@@ -132,7 +132,7 @@ done
 ok "staged transport, 2 and 3 ranks: the bits of the local transport's runs"
 
 # without -q every rank's stderr lines name it
-agn-train -t 1 -c "$CFG" -s model.vocab_size="$V" -b 7 -e 1 --max-steps 3 -n 2 -o v2 "$SH" 2>err
+agn-train -t 1 --cpu -c "$CFG" -s model.vocab_size="$V" -b 7 -e 1 --max-steps 3 -n 2 -o v2 "$SH" 2>err
 grep -q "^agn-train: rank 1: " err || { cat err >&2; fail "rank 1's stderr lines do not carry its rank"; }
 ok "config.yaml, metrics.csv record world size and transport; log lines carry the rank"
 [ -z "$bad" ] || fail "weights differ from the 1-rank run by more than 1e-5 with:$bad"

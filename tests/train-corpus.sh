@@ -20,7 +20,7 @@ agn-shard -q -v vocab.txt -L 64 -o shards/test test.tok
 extra=
 [ "${AGN_TEST_SANITIZED:-0}" = 1 ] && extra="--max-examples 2000"
 start=$(date +%s)
-agn-train -q -t 2 -c "$top_srcdir/examples/tiny.yaml" -s model.vocab_size="$V" -b 32 -e 3 -s warmup=30 \
+agn-train -q -t 2 --cpu -c "$top_srcdir/examples/tiny.yaml" -s model.vocab_size="$V" -b 32 -e 3 -s warmup=30 \
     -v vocab.txt $extra -o run shards/train-00000.agns
 agn-eval -t 2 --json run/last.safetensors shards/test-00000.agns > report.json
 acc=$(sed 's/.*"accuracy": \([0-9.]*\).*/\1/' report.json)

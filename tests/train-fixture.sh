@@ -5,7 +5,8 @@
 # vocabulary and shards, and sets:
 #   V       the vocabulary size        SH   the training shard
 #   VAL     the validation shard       CFG  the tiny config
-#   TRAIN   agn-train with the tiny config, the vocabulary size, one thread
+#   TRAIN   agn-train with the tiny config, the vocabulary size, one thread,
+#           on the CPU (TRAIN_ANY: the same with the device left to agn-train)
 # make_stream N SEED > FILE writes N more examples.
 make_stream() {
     awk -v n="$1" -v seed="$2" 'BEGIN {
@@ -30,6 +31,9 @@ V=$(awk '!h && /^#/ { next } { h = 1; n++ } END { print n }' vocab.txt)
 SH=shards/train-00000.agns
 VAL=shards/val-00000.agns
 CFG=$top_srcdir/examples/tiny.yaml
-TRAIN="agn-train -q -t 1 -c $CFG -s model.vocab_size=$V"
+# TRAIN_ANY leaves the device to agn-train (tests of -g and of its choice);
+# TRAIN is on the CPU, as the tests expect on a machine with a GPU too
+TRAIN_ANY="agn-train -q -t 1 -c $CFG -s model.vocab_size=$V"
+TRAIN="$TRAIN_ANY --cpu"
 STDIFF=$top_builddir/tests/st-diff
 [ -x "$STDIFF" ] || fail "tests/st-diff is not built"

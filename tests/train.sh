@@ -76,4 +76,4 @@ assert_eq "$(awk -F, 'NR > 1' run1/metrics.csv | wc -l | tr -d ' ')" 1 "rows aft
 ok "--force"
 
 # backends not built yet say so
-expect_fail 1 'CUDA' $TRAIN -o run6 -g 1 "$SH"
+expect_fail 1 'CUDA' $TRAIN_ANY -o run6 -g 1 "$SH"
