@@ -889,6 +889,7 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
                        t->cfg->global_batch, (unsigned long long)(t->have_val ? t->val.n : 0), t->world,
                        t->world > 1 ? "s" : "", o->threads, agn_launch_bound() ? ", each rank on its own CPUs" : "",
                        t->m.ops->name, t->device);
+        if (o->launch) agn_rundir_log(&t->rd, 0, "launch: %s", o->launch);
         rc = train_loop(t);
         agn_rundir_progress_clear(&t->rd);
     }

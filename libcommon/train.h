@@ -51,6 +51,7 @@ typedef struct {
     const char *device;       /* device description for metrics.csv ("cpu" when NULL) */
     const agn_backend_ops *backend; /* where the model computes (NULL: the CPU) */
     int device_index;         /* the backend's device (cuda: the GPU of this rank) */
+    const char *launch;       /* how this rank was started (agn_launch_describe), for train.log; may be NULL */
     volatile sig_atomic_t *stop; /* when set (signal handler): checkpoint and return STOPPED */
 } agn_train_opts;
 

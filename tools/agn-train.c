@@ -389,10 +389,11 @@ int main(int argc, char **argv)
     if (threads == 0) threads = agn_launch_threads(comm);
     if (threads < 1) threads = 1;
     /* under mpirun/srun every rank says where it runs and what it was given */
-    if (!o.quiet && comm->ops && strcmp(comm->ops->name, "mpi") == 0) {
-        char what[1024];
-        agn_warn("%s; %ld threads", agn_launch_describe(comm, what, sizeof what), threads);
-    }
+    /* how this rank was started, for stderr (MPI ranks) and train.log */
+    char launch_what[1024];
+    agn_launch_describe(comm, launch_what, sizeof launch_what);
+    o.launch = launch_what;
+    if (!o.quiet && comm->ops && strcmp(comm->ops->name, "mpi") == 0) agn_warn("%s; %ld threads", launch_what, threads);
     char device[256];
     int device_index = 0;
     if (backend) {
