@@ -41,7 +41,7 @@ const char *agn_signal_name(int sig, char *buf, size_t n)
 /* ---- stop signals in a rank -------------------------------------------------- */
 
 static volatile sig_atomic_t stop_sig;
-static volatile sig_atomic_t stop_sec; /* monotonic second of the first one */
+static volatile sig_atomic_t stop_sec, stop_nsec; /* monotonic time of the first one */
 static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP};
 static struct sigaction old_actions[AGN_ARRAY_LEN(stop_sigs)];
 
@@ -50,14 +50,16 @@ static void stop_handler(int sig)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (!stop_sig) {
-        stop_sig = sig;
         stop_sec = (sig_atomic_t)ts.tv_sec;
+        stop_nsec = (sig_atomic_t)ts.tv_nsec;
+        stop_sig = sig;
         return;
     }
     /* A repeat within 2 s is the same stop seen twice (a terminal's ^C
      * reaches the whole process group, and the supervisor forwards it too);
      * a later one means "now": act as if agn had not caught it. */
-    if (ts.tv_sec - stop_sec < 2) return;
+    if ((double)(ts.tv_sec - stop_sec) + 1e-9 * (double)(ts.tv_nsec - stop_nsec) < AGN_STOP_REPEAT_S)
+        return;
     for (size_t i = 0; i < AGN_ARRAY_LEN(stop_sigs); i++)
         if (stop_sigs[i] == sig) {
             struct sigaction *o = &old_actions[i];
@@ -116,7 +118,7 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
     int *alive = agn_xcalloc((size_t)n, sizeof *alive);
     int *st_of = agn_xcalloc((size_t)n, sizeof *st_of), first = -1, killed = 0;
     int left = n, stop = 0, failed = 0, status = 0;
-    double kill_at = 0;
+    double kill_at = 0, stop_at = 0;
     char cause[512] = "", note[512] = "", sb[32];
     for (int r = 0; r < n; r++) alive[r] = 1;
 
@@ -131,6 +133,19 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
                                              (stop && WEXITSTATUS(st) == 128 + stop));
             if (stop && WIFSIGNALED(st) && WTERMSIG(st) == stop) expected = 1;
             if (expected || failed) continue; /* after a failure, the rest is our doing */
+            /* A rank stopped by a stop signal sent to it alone (kill PID of
+             * one rank): the job was asked to stop, not failed.  The ranks
+             * agree on the step to stop after; the signal goes to the others
+             * too, in case one has not seen the request yet. */
+            int rsig = WIFEXITED(st) && WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128
+                       : WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+            if (!stop && (rsig == SIGINT || rsig == SIGTERM || rsig == SIGHUP)) {
+                stop = rsig;
+                stop_at = agn_now();
+                signal_alive(pids, alive, n, rsig);
+                kill_at = agn_now() + stop_grace;
+                continue;
+            }
             if (stop) {
                 if (!note[0]) describe(r, pids[r], st, note, sizeof note);
                 continue;
@@ -153,11 +168,15 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
             if (!stop && !failed) {
                 stop = sig;
+                stop_at = agn_now();
                 signal_alive(pids, alive, n, sig);
                 kill_at = agn_now() + stop_grace;
-            } else {
+            } else if (failed || agn_now() - stop_at >= AGN_STOP_REPEAT_S) {
                 signal_alive(pids, alive, n, SIGKILL); /* asked twice: now */
             }
+            /* else a repeat within 2 s: the same request (a terminal's ^C
+             * reaches every process of the job, a second ^C that quickly is
+             * a key held or pressed twice), already forwarded */
         }
     }
     /* The first rank to end badly may only be reacting to another's abort

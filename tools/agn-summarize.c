@@ -205,8 +205,8 @@ int main(int argc, char **argv)
         case OPT_NO_RENDER: render = 0; break;
         case OPT_SINGLE: single = 1; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
-        case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: /* getopt_long has said what is wrong */
             fprintf(stderr, "Try '%s --help' for more information.\n", agn_progname);
             return AGN_EXIT_USAGE;

@@ -372,10 +372,10 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage();
-            return agn_close_stdout() < 0 ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+            return agn_stdout_status();
         case 'V':
             agn_print_version();
-            return agn_close_stdout() < 0 ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+            return agn_stdout_status();
         default:
             return agn_usage_error("invalid option");
         }

@@ -267,11 +267,11 @@ int main(int argc, char **argv)
         case 'q': o.quiet = 1; break;
         case 'h':
             usage();
-            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            status = agn_stdout_status();
             goto out;
         case 'V':
             agn_print_version();
-            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            status = agn_stdout_status();
             goto out;
         default: USAGE("unknown option");
         }

@@ -56,8 +56,8 @@ int main(int argc, char **argv)
             break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
-        case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: return agn_usage_error("unknown option");
         }
     }
