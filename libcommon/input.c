@@ -63,6 +63,27 @@ static ssize_t read_some(agn_input *in, unsigned char *buf, size_t n)
     }
 }
 
+/* Bytes looked at before the first line: the longest magic below. */
+#define SNIFF 10
+
+/* The compressor that made a stream starting with P (N bytes), for those agn
+ * does not read; NULL if none of them. */
+static const char *compressed_by(const unsigned char *p, size_t n)
+{
+    static const unsigned char xz[6] = {0xfd, '7', 'z', 'X', 'Z', 0x00};
+    static const unsigned char zstd[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    /* bzip2: "BZh", the block size 1..9, then the magic of a block (pi)
+     * or of the end of the stream (sqrt(pi)): text rarely starts so */
+    static const unsigned char bz_block[6] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
+    static const unsigned char bz_end[6] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
+    if (n >= 6 && memcmp(p, xz, 6) == 0) return "xz";
+    if (n >= 4 && memcmp(p, zstd, 4) == 0) return "zstd";
+    if (n >= 10 && memcmp(p, "BZh", 3) == 0 && p[3] >= '1' && p[3] <= '9' &&
+        (memcmp(p + 4, bz_block, 6) == 0 || memcmp(p + 4, bz_end, 6) == 0))
+        return "bzip2";
+    return NULL;
+}
+
 static agn_input *open_common(int fd, int own, const char *name, size_t block)
 {
     agn_input *in = agn_xcalloc(1, sizeof *in);
@@ -73,8 +94,11 @@ static agn_input *open_common(int fd, int own, const char *name, size_t block)
     in->max_line = DEFAULT_MAX_LINE;
     agn_pipe_grow(fd);
     in->raw = agn_xmalloc(in->block < 2 ? 2 : in->block);
-    /* Sniff: enough bytes to see the gzip magic, or the end. */
-    while (in->raw_len < 2 && !in->raw_eof) {
+    /* Sniff: enough bytes to see the magic of gzip and of the formats agn
+     * does not read, or the end. */
+    size_t cap = in->block < 2 ? 2 : in->block;
+    /* no more than a magic needs: an interactive line may be short */
+    for (size_t need = 2; in->raw_len < need && !in->raw_eof;) {
         ssize_t r = read_some(in, in->raw + in->raw_len, (in->block < 2 ? 2 : in->block) - in->raw_len);
         if (r < 0) {
             agn_input_close(in);
@@ -82,6 +106,19 @@ static agn_input *open_common(int fd, int own, const char *name, size_t block)
         }
         if (r == 0) in->raw_eof = 1;
         in->raw_len += (size_t)r;
+        if (in->raw_len >= 1) {
+            unsigned char c = in->raw[0];
+            need = c == 0xfd ? 6 : c == 0x28 ? 4 : c == 'B' ? SNIFF : 2;
+            if (need > cap) need = cap;
+        }
+    }
+    const char *other = compressed_by(in->raw, in->raw_len);
+    if (other) {
+        agn_seterr("%s: %s-compressed, which agn does not read; decompress it into a pipe: "
+                   "%s -dc %s | %s -", in->name, other, other,
+                   strcmp(in->name, "(stdin)") == 0 ? "FILE" : in->name, agn_progname);
+        agn_input_close(in);
+        return NULL;
     }
     if (in->raw_len >= 2 && in->raw[0] == 0x1f && in->raw[1] == 0x8b) {
         in->gzip = 1;

@@ -638,6 +638,13 @@ char *agn_read_file(const char *path, size_t *len)
     return buf;
 }
 
+int agn_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 int agn_mkdir_p(const char *path)
 {
     char *p = agn_xstrdup(path);

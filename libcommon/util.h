@@ -123,6 +123,8 @@ int agn_rename(const char *from, const char *to);
  * its end the same way, NAME naming it in the message. */
 char *agn_read_file(const char *path, size_t *len);
 char *agn_read_stream(FILE *fp, const char *name, size_t *len);
+/* 1 when A and B both exist and are the same file (device and inode). */
+int agn_same_file(const char *a, const char *b);
 /* mkdir -p; 0 if it exists already as a directory. */
 int agn_mkdir_p(const char *path);
 /* DIR/NAME, allocated. */

@@ -61,6 +61,12 @@ int main(int argc, char **argv)
         default: return agn_usage_error("unknown option");
         }
     }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(output, "-") != 0 && agn_same_file(output, argv[i])) {
+            agn_warn("%s: the output is also an input: writing it would replace what is read; "
+                     "give -o another file", output);
+            return AGN_EXIT_ERROR;
+        }
     agn_cleanup_on_signals();
 
     char *stdin_only[] = {"-"};
