@@ -38,6 +38,7 @@ struct agn_input {
     uint64_t bytes;
     char *line;         /* line reader: a line that straddles blocks */
     size_t line_len, line_cap, max_line;
+    int max_set; /* the program set max_line from an option (--max-record) */
     uint64_t lineno;
 };
 
@@ -170,7 +171,11 @@ const char *agn_input_name(const agn_input *in) { return in->name; }
 int agn_input_is_gzip(const agn_input *in) { return in->gzip; }
 uint64_t agn_input_bytes(const agn_input *in) { return in->bytes; }
 uint64_t agn_input_lineno(const agn_input *in) { return in->lineno; }
-void agn_input_set_max_line(agn_input *in, size_t max) { in->max_line = max ? max : 1; }
+void agn_input_set_max_line(agn_input *in, size_t max)
+{
+    in->max_line = max ? max : 1;
+    in->max_set = 1;
+}
 
 /* ---- blocks ------------------------------------------------------------ */
 
@@ -289,8 +294,9 @@ static int skip_rest_of_line(agn_input *in)
 static int too_long(agn_input *in)
 {
     in->lineno++;
-    agn_seterr("%s:%llu: line longer than %zu bytes (see --max-record)", in->name,
-               (unsigned long long)in->lineno, in->max_line);
+    /* only agn-tokenize has an option for the limit */
+    agn_seterr("%s:%llu: line longer than %zu bytes%s", in->name, (unsigned long long)in->lineno,
+               in->max_line, in->max_set ? " (see --max-record)" : " (the longest line it reads)");
     char save[1024];
     snprintf(save, sizeof save, "%s", agn_errmsg());
     if (skip_rest_of_line(in) < 0) return -1;
