@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -636,6 +637,44 @@ char *agn_read_file(const char *path, size_t *len)
     char *buf = agn_read_stream(fp, path, len);
     fclose(fp);
     return buf;
+}
+
+int agn_lock_dir(const char *dir)
+{
+    if (agn_mkdir_p(dir) != 0) return -1;
+    size_t n = strlen(dir) + 8;
+    char *p = agn_xmalloc(n);
+    snprintf(p, n, "%s/.lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        agn_seterr_errno("%s", p);
+        free(p);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+        long pid = k > 0 ? strtol(buf, NULL, 10) : 0;
+        close(fd);
+        free(p);
+        if (e != EWOULDBLOCK) {
+            errno = e;
+            return agn_seterr_errno("%s: cannot lock it", dir);
+        }
+        if (pid > 0)
+            return agn_seterr("%s: in use by another %s (pid %ld); wait for it to end, or give "
+                              "another directory", dir, agn_progname, pid);
+        return agn_seterr("%s: in use by another process; wait for it to end, or give another "
+                          "directory", dir);
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+        /* the pid is for the message of a second run only: not worth failing */
+    }
+    free(p);
+    return fd;
 }
 
 int agn_same_file(const char *a, const char *b)

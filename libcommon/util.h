@@ -123,6 +123,12 @@ int agn_rename(const char *from, const char *to);
  * its end the same way, NAME naming it in the message. */
 char *agn_read_file(const char *path, size_t *len);
 char *agn_read_stream(FILE *fp, const char *name, size_t *len);
+/* Locks the directory DIR (made when missing) for this process and its
+ * children: an exclusive flock on DIR/.lock, which holds the pid of the
+ * holder.  Returns the descriptor (keep it open while the directory is in
+ * use), or -1 with "DIR: in use by another PROGRAM (pid N) ..." when another
+ * process holds it, or an I/O error. */
+int agn_lock_dir(const char *dir);
 /* 1 when A and B both exist and are the same file (device and inode). */
 int agn_same_file(const char *a, const char *b);
 /* mkdir -p; 0 if it exists already as a directory. */
