@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -341,10 +342,9 @@ int agn_shardset_commit(agn_shardset *s, unsigned long *stale)
     }
     /* shards of an earlier, longer set would be picked up by PREFIX-*.agns */
     for (unsigned long k = (unsigned long)s->n;; k++) {
-        char *name = set_member_name(s->prefix, k);
-        int gone = unlink(name) == 0;
-        free(name);
-        if (!gone) break;
+        char name[PATH_MAX]; /* no allocation between the commit and the last rename */
+        snprintf(name, sizeof name, "%s-%05lu.agns", s->prefix, k);
+        if (unlink(name) != 0) break;
         (*stale)++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -488,15 +488,17 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
 
 int agn_out_open(agn_out *o, const char *path) { return agn_out_open_mode(o, path, 0); }
 
+/* No allocation here: it runs inside the commit of a shard set, where an
+ * abort would leave the set half renamed. */
 static void fsync_dir_of(const char *path)
 {
-    char *copy = agn_xstrdup(path);
+    char copy[PATH_MAX];
+    if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy) return;
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         if (fsync(fd) != 0) { /* the rename is done; durability is best effort here */ }
         close(fd);
     }
-    free(copy);
 }
 
 int agn_out_finish(agn_out *o)

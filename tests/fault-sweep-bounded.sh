@@ -1,0 +1,7 @@
+#!/bin/sh
+# fault-sweep-bounded.sh: the fault sweep of tests/fault-sweep.sh as make
+# check runs it: every third fault point of every job and kind (the full
+# sweep, every point: sh tests/fault-sweep.sh from the build directory).
+SWEEP_STRIDE=${SWEEP_STRIDE:-3}
+export SWEEP_STRIDE
+. "${top_srcdir:-$(dirname "$0")/..}/tests/fault-sweep.sh"
