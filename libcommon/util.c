@@ -187,9 +187,11 @@ int agn_parse_size(const char *s, const char *what, uint64_t *out)
 /* AGN_FAULT=KIND:N makes the Nth call of KIND fail once (KIND:N+ : the Nth
  * and every later one, a disk that stays full); kill:N sends SIGKILL to the
  * process at the Nth call of any kind; "count" prints, at exit, how many
- * calls of each kind the process made (agn(7), FAULT INJECTION). */
+ * calls of each kind the process made, "trace" also each call as it comes
+ * (its number, kind, number of its kind, and the file of a rename) (agn(7),
+ * FAULT INJECTION). */
 static struct {
-    int active, count, kill, persist, kind;
+    int active, count, trace, kill, persist, kind;
     long n;
 } fault;
 static long fault_calls[AGN_FAULT_KINDS], fault_any;
@@ -208,8 +210,9 @@ static void fault_init(void)
     const char *e = getenv("AGN_FAULT");
     if (!e || !*e) return;
     fault.active = 1;
-    if (strcmp(e, "count") == 0) {
+    if (strcmp(e, "count") == 0 || strcmp(e, "trace") == 0) {
         fault.count = 1;
+        fault.trace = e[0] == 't';
         atexit(fault_report);
         return;
     }
@@ -225,18 +228,22 @@ static void fault_init(void)
         if (end && *end == '+' && !fault.kill) fault.persist = 1, end++;
     }
     if (!colon || (fault.kind < 0 && !fault.kill) || end == colon + 1 || *end || fault.n < 1) {
-        fprintf(stderr, "%s: AGN_FAULT='%s' is not count, kill:N or "
+        fprintf(stderr, "%s: AGN_FAULT='%s' is not count, trace, kill:N or "
                         "write|fsync|rename|alloc:N[+]\n", agn_progname, e);
         exit(AGN_EXIT_USAGE);
     }
 }
 
-int agn_fault(int kind)
+/* The Nth call of KIND; WHAT names the file for a trace, where known. */
+static int fault_hit(int kind, const char *what)
 {
     pthread_once(&fault_once, fault_init);
     if (!fault.active) return 0;
     long k = __atomic_add_fetch(&fault_calls[kind], 1, __ATOMIC_RELAXED);
     long any = __atomic_add_fetch(&fault_any, 1, __ATOMIC_RELAXED);
+    if (fault.trace)
+        fprintf(stderr, "agn-fault: %ld %s %ld%s%s\n", any, fault_names[kind], k, what ? " " : "",
+                what ? what : "");
     if (fault.count) return 0;
     if (fault.kill) {
         if (any == fault.n) raise(SIGKILL);
@@ -246,6 +253,8 @@ int agn_fault(int kind)
     errno = kind == AGN_FAULT_WRITE ? ENOSPC : kind == AGN_FAULT_ALLOC ? ENOMEM : EIO;
     return 1;
 }
+
+int agn_fault(int kind) { return fault_hit(kind, NULL); }
 
 ssize_t agn_write(int fd, const void *buf, size_t n)
 {
@@ -261,7 +270,7 @@ int agn_fsync(int fd)
 
 int agn_rename(const char *from, const char *to)
 {
-    if (agn_fault(AGN_FAULT_RENAME)) return -1;
+    if (fault_hit(AGN_FAULT_RENAME, to)) return -1;
     return rename(from, to);
 }
 

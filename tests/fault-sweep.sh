@@ -18,14 +18,21 @@
 #    next agn-shard run repairs; so for a failed rename in that window.
 #    Output to stdout (tokenize_stdout) is a shell redirection: a failure
 #    must be reported (exit 1, a message); a kill has no promise to keep.
+#  - agn-train (a fresh run of two epochs): after a failure or a kill, the
+#    run is resumed from its last.safetensors (or started again with -f
+#    when there is none), and its metrics.csv and steps.csv must then hold
+#    every epoch and logged step exactly once, with the values of a run
+#    without faults, and its checkpoint the same weights.
 # SWEEP_STRIDE=K takes every Kth N only (1, the default, is every point);
+# SWEEP_MAX_POINTS=M at most about M points per job and kind;
 # SWEEP_JOBS picks jobs (default: all); SWEEP_KINDS the kinds.  Prints one
 # line per job and kind and the number of points in all.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 ulimit -c 0 2>/dev/null || true
 
 STRIDE=${SWEEP_STRIDE:-1}
-JOBS=${SWEEP_JOBS:-"tokenize tokenize_stdout vocab shard summarize"}
+JOBS=${SWEEP_JOBS:-"tokenize tokenize_stdout vocab shard summarize train"}
+MAXP=${SWEEP_MAX_POINTS:-0}
 KINDS=${SWEEP_KINDS:-"write fsync rename alloc kill"}
 # AddressSanitizer: an injected allocation failure aborts by design
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:handle_abort=0"
@@ -66,6 +73,35 @@ run_shard() { agn-shard -q -v in/v.txt -L 16 -n 20 -o w/t in/a.tok; }
 setup_summarize() { mkdir -p prev ref; echo old > prev/s.md; agn-summarize -q -o ref/s.md in/run1 in/run2; }
 run_summarize() { agn-summarize -q -o w/s.md in/run1 in/run2; }
 
+setup_train() {
+    mkdir -p prev ref tr
+    (cd tr && . "$top_srcdir/tests/train-fixture.sh" && echo "$V" > V)
+    TR="agn-train -q -t 1 -c $top_srcdir/examples/tiny.yaml -s model.vocab_size=$(cat tr/V) -e 2 -b 32 --val tr/shards/val-00000.agns"
+    $TR -o ref/run tr/shards/train-00000.agns
+}
+run_train() { $TR -o w/run tr/shards/train-00000.agns; }
+# after a fault: resume (or start again), then the same rows and weights
+recover_train() {
+    if [ -e w/run/last.safetensors ]; then
+        $TR -o w/run --resume w/run/last.safetensors tr/shards/train-00000.agns 2>rec.err
+    else
+        $TR -f -o w/run tr/shards/train-00000.agns 2>rec.err
+    fi || { cat rec.err >&2; return 1; }
+    compare_train
+}
+compare_train() {
+    for f in metrics steps; do
+        cols="epoch steps samples tokens train_loss val_loss val_acc val_f1 lr step"
+        [ $f = steps ] && cols="step epoch loss lr grad_norm"
+        for d in w/run ref/run; do
+            awk -F, -v cols="$cols" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; n = split(cols, k, " "); next }
+                { s = ""; for (j = 1; j <= n; j++) s = s ((k[j] in c) ? $c[k[j]] : "") ","; print s }' "$d/$f.csv" > "$d.$f.cut"
+        done
+        cmp -s w/run.$f.cut ref/run.$f.cut || { diff w/run.$f.cut ref/run.$f.cut >&2; return 1; }
+    done
+    "$top_builddir/tests/st-diff" --quiet ref/run/last.safetensors w/run/last.safetensors >/dev/null
+}
+
 # same DIR1 DIR2: the same files with the same bytes (temporaries aside)
 same() {
     a=$(cd "$1" && ls | grep -v '\.tmp\.' || true); b=$(cd "$2" && ls | grep -v '\.tmp\.' || true)
@@ -81,14 +117,18 @@ for job in $JOBS; do
     "setup_$job"
     rm -rf w && cp -r prev w
     AGN_FAULT=count "run_$job" 2>count.err || { cat count.err >&2; fail "$job: the clean run failed"; }
-    same w ref || fail "$job: the clean run differs from the reference"
+    if [ "$job" = train ]; then compare_train || fail "train: the clean run differs from the reference"
+    else same w ref || fail "$job: the clean run differs from the reference"
+    fi
     for kind in $KINDS; do
         if [ "$kind" = kill ]; then
             n=$(awk '/^agn-fault:/ { s = $4 + $6 + $8 + $10; if (s > m) m = s } END { print m + 0 }' count.err)
         else
             n=$(awk -v k="$kind" '/^agn-fault:/ { for (i = 3; i < NF; i += 2) if ($i == k && $(i + 1) > m) m = $(i + 1) } END { print m + 0 }' count.err)
         fi
-        points=0 ok0=0 failed=0 killed_prev=0 killed_new=0 refused=0
+        points=0 ok0=0 failed=0 killed_prev=0 killed_new=0 refused=0 recovered=0
+        step=$STRIDE
+        if [ "$MAXP" -gt 0 ] && [ $(( (n + MAXP - 1) / MAXP )) -gt "$step" ]; then step=$(( (n + MAXP - 1) / MAXP )); fi
         N=1
         while [ "$N" -le "$n" ]; do
             rm -rf w && cp -r prev w
@@ -98,6 +138,24 @@ for job in $JOBS; do
             set -e
             points=$((points + 1))
             what="$job $kind:$N"
+            if [ "$job" = train ]; then
+                if [ "$st" -ne 0 ]; then
+                    want=1; [ "$kind" = alloc ] && want=134; [ "$kind" = kill ] && want=137
+                    [ "$st" -eq "$want" ] || { bad=$((bad + 1)); echo "not ok - $what: exit $st, expected $want" >&2; cat err >&2; }
+                    case $kind in write|fsync|rename)
+                        grep -Eq "^agn-train: .*w/run/[a-z.]+.*(No space left on device|Input/output error)" err ||
+                            { bad=$((bad + 1)); echo "not ok - $what: no message naming the file and the cause" >&2; cat err >&2; } ;;
+                    esac
+                    failed=$((failed + 1))
+                else
+                    ok0=$((ok0 + 1))
+                fi
+                if recover_train; then recovered=$((recovered + 1))
+                else bad=$((bad + 1)); echo "not ok - $what: after resuming, the run differs from one without faults" >&2
+                fi
+                N=$((N + step))
+                continue
+            fi
             if [ "$st" -eq 0 ]; then
                 same w ref || { bad=$((bad + 1)); echo "not ok - $what: exit 0 but the outputs differ from a clean run" >&2; }
                 [ -z "$(tmps)" ] || { bad=$((bad + 1)); echo "not ok - $what: exit 0 and temporaries left: $(tmps)" >&2; }
@@ -136,10 +194,10 @@ for job in $JOBS; do
                     { bad=$((bad + 1)); echo "not ok - $what: temporaries left after the abort: $(tmps)" >&2; }
                 failed=$((failed + 1))
             fi
-            N=$((N + STRIDE))
+            N=$((N + step))
         done
         total=$((total + points))
-        echo "ok - $job $kind: $points of $n points (exit 0: $ok0, failed cleanly: $failed, killed leaving the old outputs: $killed_prev, the new: $killed_new, a set readers refuse: $refused)"
+        echo "ok - $job $kind: $points of $n points (exit 0: $ok0, failed cleanly: $failed, killed leaving the old outputs: $killed_prev, the new: $killed_new, a set readers refuse: $refused, resumed to the same run: $recovered)"
     done
 done
 echo "# $total fault points"
