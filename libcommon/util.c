@@ -346,7 +346,15 @@ FILE *agn_fopen(const char *path, const char *mode)
 }
 
 /* Under fault injection stdout is a stream of the same kind, so that what a
- * program prints counts too. */
+ * program prints counts too; closed at exit unless the program closed it. */
+static FILE *wrapped_stdout;
+
+static void close_wrapped_stdout(void)
+{
+    if (wrapped_stdout && stdout == wrapped_stdout) fclose(wrapped_stdout);
+    wrapped_stdout = NULL;
+}
+
 static void fault_wrap_stdout(void)
 {
     pthread_once(&fault_once, fault_init);
@@ -360,7 +368,8 @@ static void fault_wrap_stdout(void)
     }
     if (isatty(fd)) setvbuf(fp, NULL, _IOLBF, 0);
     fflush(stdout);
-    stdout = fp;
+    stdout = wrapped_stdout = fp;
+    atexit(close_wrapped_stdout);
 }
 
 /* ---- atomic output ----------------------------------------------------- */
@@ -762,6 +771,7 @@ int agn_stdout_status(void)
 
 int agn_close_stdout(void)
 {
+    if (stdout == wrapped_stdout) wrapped_stdout = NULL; /* closed here */
     int bad = ferror(stdout);
     if (fclose(stdout) != 0 || bad) {
         if (errno == EBADF) return 0; /* already closed by the program */

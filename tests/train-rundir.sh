@@ -16,7 +16,8 @@ watch_leftovers "$marker"
 R=run-$marker
 
 # ---- two runs into one directory
-AGN_TEST_SLOW_RANK=0 AGN_TEST_SLOW_MS=20 $TRAIN -b 7 -e 1 -o "$R" "$SH" 2>first.err &
+# the first run waits at step 3 (until a stop signal) while the others try
+AGN_TEST_FAIL_RANK=0 AGN_TEST_FAIL_STEP=3 AGN_TEST_FAIL_MODE=sleep $TRAIN -b 7 -e 1 -o "$R" "$SH" 2>first.err &
 first=$!
 i=0
 while [ ! -s "$R/steps.csv" ]; do
@@ -25,7 +26,9 @@ while [ ! -s "$R/steps.csv" ]; do
 done
 expect_fail 1 "^agn-train: $R: in use by another agn-train \(pid $first\)" $TRAIN -o "$R" "$SH"
 expect_fail 1 "in use by another agn-train \(pid $first\)" $TRAIN -f -o "$R" "$SH"
-wait "$first" || { cat first.err >&2; fail "the first run failed"; }
+kill -TERM "$first"
+set +e; wait "$first"; st=$?; set -e
+[ "$st" -eq 143 ] || { cat first.err >&2; fail "the first run: exit $st, expected 143 (stopped)"; }
 [ "$(tail -n 1 "$R/metrics.csv" | cut -d, -f1)" = 1 ] || fail "the first run's metrics.csv lost its row"
 agn-eval -t 1 "$R/last.safetensors" "$VAL" >/dev/null || fail "the first run's checkpoint"
 $TRAIN -e 1 -f -o "$R" "$SH" || fail "the lock outlived the run"
