@@ -67,6 +67,12 @@ expect_fail 1 "mixed shard set: s/t-00002.agns is not the shard the manifest lis
     agn-shard --info s/t-*.agns
 expect_fail 1 "mixed shard set" agn-shard --info s/t-00000.agns
 expect_fail 1 "mixed shard set" agn-shard --dump -v v.txt s/t-00001.agns
+# agn-train and agn-eval read shards through the same reader
+V=$(grep -vc '^#' v.txt)
+TR="agn-train -q -t 1 -c $top_srcdir/examples/tiny.yaml -s model.vocab_size=$V -s model.max_len=8 -s train.epochs=1"
+$TR -o good other/t-00000.agns
+expect_fail 1 "mixed shard set" $TR -o bad "s/t-*.agns"
+expect_fail 1 "mixed shard set" agn-eval -t 1 good/last.safetensors s/t-00002.agns
 cp other/t-00002.agns s/t-00002.agns
 agn-shard --info s/t-00002.agns >/dev/null || fail "the set made whole again is refused"
 rm s/t-00003.agns
