@@ -119,6 +119,7 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
     int *st_of = agn_xcalloc((size_t)n, sizeof *st_of), first = -1, killed = 0;
     int left = n, stop = 0, failed = 0, status = 0;
     double kill_at = 0, stop_at = 0;
+    int stop_inferred = 0; /* the stop came from a rank's exit, not a signal to us */
     char cause[512] = "", note[512] = "", sb[32];
     for (int r = 0; r < n; r++) alive[r] = 1;
 
@@ -129,18 +130,26 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
             alive[r] = 0;
             st_of[r] = st;
             left--;
+            int rsig = WIFEXITED(st) && WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128
+                       : WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+            int stopsig = rsig == SIGINT || rsig == SIGTERM || rsig == SIGHUP;
+            /* A stop learnt from the ranks: those that were not signalled
+             * themselves exit 130 (they only know that a rank was asked), so
+             * the signal of one that was wins over SIGINT. */
+            if (stop && stop_inferred && !failed && stopsig && rsig != stop && stop == SIGINT)
+                stop = rsig;
             int expected = WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
                                              (stop && WEXITSTATUS(st) == 128 + stop));
+            if (stop && stop_inferred && stopsig) expected = 1;
             if (stop && WIFSIGNALED(st) && WTERMSIG(st) == stop) expected = 1;
             if (expected || failed) continue; /* after a failure, the rest is our doing */
             /* A rank stopped by a stop signal sent to it alone (kill PID of
              * one rank): the job was asked to stop, not failed.  The ranks
              * agree on the step to stop after; the signal goes to the others
              * too, in case one has not seen the request yet. */
-            int rsig = WIFEXITED(st) && WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128
-                       : WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-            if (!stop && (rsig == SIGINT || rsig == SIGTERM || rsig == SIGHUP)) {
+            if (!stop && stopsig) {
                 stop = rsig;
+                stop_inferred = 1;
                 stop_at = agn_now();
                 signal_alive(pids, alive, n, rsig);
                 kill_at = agn_now() + stop_grace;
