@@ -18,6 +18,8 @@ struct agn_csvread {
     size_t *offs;  /* start of each field in buf */
     char **fields;
     int nf, fcap;
+    unsigned char pend[4]; /* bytes read ahead, returned before the stream's */
+    int npend;
 };
 
 agn_csvread *agn_csvread_open(const char *path)
@@ -36,7 +38,30 @@ agn_csvread *agn_csvread_open(const char *path)
     r->own = own;
     r->name = agn_xstrdup(own ? path : "(stdin)");
     r->line = 1;
+    /* a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8") is not part of
+     * the first column's name */
+    int c0 = getc(fp), c1 = c0 == 0xef ? getc(fp) : EOF, c2 = c1 == 0xbb ? getc(fp) : EOF;
+    if (!(c0 == 0xef && c1 == 0xbb && c2 == 0xbf)) {
+        int got[3] = {c0, c1, c2};
+        for (int i = 0; i < 3 && got[i] != EOF; i++) r->pend[r->npend++] = (unsigned char)got[i];
+    }
     return r;
+}
+
+static int rgetc(agn_csvread *r)
+{
+    if (r->npend) {
+        int c = r->pend[0];
+        memmove(r->pend, r->pend + 1, (size_t)--r->npend);
+        return c;
+    }
+    return getc(r->fp);
+}
+
+static void runget(agn_csvread *r, int c)
+{
+    memmove(r->pend + 1, r->pend, (size_t)r->npend++);
+    r->pend[0] = (unsigned char)c;
 }
 
 static void put(agn_csvread *r, char c)
@@ -63,7 +88,7 @@ int agn_csvread_next(agn_csvread *r, char ***fields, int *n)
         r->len = 0;
         r->nf = 0;
         r->rec_line = r->line;
-        int c = getc(r->fp);
+        int c = rgetc(r);
         if (c == EOF) {
             if (ferror(r->fp)) return agn_seterr_errno("%s", r->name);
             return 0;
@@ -72,17 +97,17 @@ int agn_csvread_next(agn_csvread *r, char ***fields, int *n)
          * one character pushed back at most, all C promises */
         if (c == '\n') { r->line++; continue; }
         if (c == '\r') {
-            int d = getc(r->fp);
-            if (d != '\n' && d != EOF) ungetc(d, r->fp);
+            int d = rgetc(r);
+            if (d != '\n' && d != EOF) runget(r, d);
             r->line++;
             continue;
         }
-        ungetc(c, r->fp);
+        runget(r, c);
 
         start_field(r);
         int quoted = 0, after_quote = 0, done = 0;
         while (!done) {
-            c = getc(r->fp);
+            c = rgetc(r);
             if (c == EOF) {
                 if (ferror(r->fp)) return agn_seterr_errno("%s", r->name);
                 if (quoted)
@@ -95,10 +120,10 @@ int agn_csvread_next(agn_csvread *r, char ***fields, int *n)
                                   r->line);
             if (quoted) {
                 if (c == '"') {
-                    int d = getc(r->fp);
+                    int d = rgetc(r);
                     if (d == '"') put(r, '"');
                     else {
-                        if (d != EOF) ungetc(d, r->fp);
+                        if (d != EOF) runget(r, d);
                         quoted = 0;
                         after_quote = 1;
                     }
@@ -115,8 +140,8 @@ int agn_csvread_next(agn_csvread *r, char ***fields, int *n)
                 after_quote = 0;
                 break;
             case '\r': {
-                int d = getc(r->fp);
-                if (d != '\n' && d != EOF) ungetc(d, r->fp);
+                int d = rgetc(r);
+                if (d != '\n' && d != EOF) runget(r, d);
                 r->line++;
                 done = 1;
                 break;

@@ -38,6 +38,7 @@ struct agn_input {
     uint64_t bytes;
     char *line;         /* line reader: a line that straddles blocks */
     size_t line_len, line_cap, max_line;
+    int max_set; /* the program set max_line from an option (--max-record) */
     uint64_t lineno;
 };
 
@@ -63,6 +64,27 @@ static ssize_t read_some(agn_input *in, unsigned char *buf, size_t n)
     }
 }
 
+/* Bytes looked at before the first line: the longest magic below. */
+#define SNIFF 10
+
+/* The compressor that made a stream starting with P (N bytes), for those agn
+ * does not read; NULL if none of them. */
+static const char *compressed_by(const unsigned char *p, size_t n)
+{
+    static const unsigned char xz[6] = {0xfd, '7', 'z', 'X', 'Z', 0x00};
+    static const unsigned char zstd[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    /* bzip2: "BZh", the block size 1..9, then the magic of a block (pi)
+     * or of the end of the stream (sqrt(pi)): text rarely starts so */
+    static const unsigned char bz_block[6] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
+    static const unsigned char bz_end[6] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
+    if (n >= 6 && memcmp(p, xz, 6) == 0) return "xz";
+    if (n >= 4 && memcmp(p, zstd, 4) == 0) return "zstd";
+    if (n >= 10 && memcmp(p, "BZh", 3) == 0 && p[3] >= '1' && p[3] <= '9' &&
+        (memcmp(p + 4, bz_block, 6) == 0 || memcmp(p + 4, bz_end, 6) == 0))
+        return "bzip2";
+    return NULL;
+}
+
 static agn_input *open_common(int fd, int own, const char *name, size_t block)
 {
     agn_input *in = agn_xcalloc(1, sizeof *in);
@@ -73,8 +95,11 @@ static agn_input *open_common(int fd, int own, const char *name, size_t block)
     in->max_line = DEFAULT_MAX_LINE;
     agn_pipe_grow(fd);
     in->raw = agn_xmalloc(in->block < 2 ? 2 : in->block);
-    /* Sniff: enough bytes to see the gzip magic, or the end. */
-    while (in->raw_len < 2 && !in->raw_eof) {
+    /* Sniff: enough bytes to see the magic of gzip and of the formats agn
+     * does not read, or the end. */
+    size_t cap = in->block < 2 ? 2 : in->block;
+    /* no more than a magic needs: an interactive line may be short */
+    for (size_t need = 2; in->raw_len < need && !in->raw_eof;) {
         ssize_t r = read_some(in, in->raw + in->raw_len, (in->block < 2 ? 2 : in->block) - in->raw_len);
         if (r < 0) {
             agn_input_close(in);
@@ -82,6 +107,19 @@ static agn_input *open_common(int fd, int own, const char *name, size_t block)
         }
         if (r == 0) in->raw_eof = 1;
         in->raw_len += (size_t)r;
+        if (in->raw_len >= 1) {
+            unsigned char c = in->raw[0];
+            need = c == 0xfd ? 6 : c == 0x28 ? 4 : c == 'B' ? SNIFF : 2;
+            if (need > cap) need = cap;
+        }
+    }
+    const char *other = compressed_by(in->raw, in->raw_len);
+    if (other) {
+        agn_seterr("%s: %s-compressed, which agn does not read; decompress it into a pipe: "
+                   "%s -dc %s | %s -", in->name, other, other,
+                   strcmp(in->name, "(stdin)") == 0 ? "FILE" : in->name, agn_progname);
+        agn_input_close(in);
+        return NULL;
     }
     if (in->raw_len >= 2 && in->raw[0] == 0x1f && in->raw[1] == 0x8b) {
         in->gzip = 1;
@@ -133,7 +171,11 @@ const char *agn_input_name(const agn_input *in) { return in->name; }
 int agn_input_is_gzip(const agn_input *in) { return in->gzip; }
 uint64_t agn_input_bytes(const agn_input *in) { return in->bytes; }
 uint64_t agn_input_lineno(const agn_input *in) { return in->lineno; }
-void agn_input_set_max_line(agn_input *in, size_t max) { in->max_line = max ? max : 1; }
+void agn_input_set_max_line(agn_input *in, size_t max)
+{
+    in->max_line = max ? max : 1;
+    in->max_set = 1;
+}
 
 /* ---- blocks ------------------------------------------------------------ */
 
@@ -252,8 +294,9 @@ static int skip_rest_of_line(agn_input *in)
 static int too_long(agn_input *in)
 {
     in->lineno++;
-    agn_seterr("%s:%llu: line longer than %zu bytes (see --max-record)", in->name,
-               (unsigned long long)in->lineno, in->max_line);
+    /* only agn-tokenize has an option for the limit */
+    agn_seterr("%s:%llu: line longer than %zu bytes%s", in->name, (unsigned long long)in->lineno,
+               in->max_line, in->max_set ? " (see --max-record)" : " (the longest line it reads)");
     char save[1024];
     snprintf(save, sizeof save, "%s", agn_errmsg());
     if (skip_rest_of_line(in) < 0) return -1;

@@ -41,7 +41,7 @@ const char *agn_signal_name(int sig, char *buf, size_t n)
 /* ---- stop signals in a rank -------------------------------------------------- */
 
 static volatile sig_atomic_t stop_sig;
-static volatile sig_atomic_t stop_sec; /* monotonic second of the first one */
+static volatile sig_atomic_t stop_sec, stop_nsec; /* monotonic time of the first one */
 static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP};
 static struct sigaction old_actions[AGN_ARRAY_LEN(stop_sigs)];
 
@@ -50,14 +50,16 @@ static void stop_handler(int sig)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (!stop_sig) {
-        stop_sig = sig;
         stop_sec = (sig_atomic_t)ts.tv_sec;
+        stop_nsec = (sig_atomic_t)ts.tv_nsec;
+        stop_sig = sig;
         return;
     }
     /* A repeat within 2 s is the same stop seen twice (a terminal's ^C
      * reaches the whole process group, and the supervisor forwards it too);
      * a later one means "now": act as if agn had not caught it. */
-    if (ts.tv_sec - stop_sec < 2) return;
+    if ((double)(ts.tv_sec - stop_sec) + 1e-9 * (double)(ts.tv_nsec - stop_nsec) < AGN_STOP_REPEAT_S)
+        return;
     for (size_t i = 0; i < AGN_ARRAY_LEN(stop_sigs); i++)
         if (stop_sigs[i] == sig) {
             struct sigaction *o = &old_actions[i];
@@ -116,7 +118,8 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
     int *alive = agn_xcalloc((size_t)n, sizeof *alive);
     int *st_of = agn_xcalloc((size_t)n, sizeof *st_of), first = -1, killed = 0;
     int left = n, stop = 0, failed = 0, status = 0;
-    double kill_at = 0;
+    double kill_at = 0, stop_at = 0;
+    int stop_inferred = 0; /* the stop came from a rank's exit, not a signal to us */
     char cause[512] = "", note[512] = "", sb[32];
     for (int r = 0; r < n; r++) alive[r] = 1;
 
@@ -127,10 +130,31 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
             alive[r] = 0;
             st_of[r] = st;
             left--;
+            int rsig = WIFEXITED(st) && WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128
+                       : WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+            int stopsig = rsig == SIGINT || rsig == SIGTERM || rsig == SIGHUP;
+            /* A stop learnt from the ranks: those that were not signalled
+             * themselves exit 130 (they only know that a rank was asked), so
+             * the signal of one that was wins over SIGINT. */
+            if (stop && stop_inferred && !failed && stopsig && rsig != stop && stop == SIGINT)
+                stop = rsig;
             int expected = WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
                                              (stop && WEXITSTATUS(st) == 128 + stop));
+            if (stop && stop_inferred && stopsig) expected = 1;
             if (stop && WIFSIGNALED(st) && WTERMSIG(st) == stop) expected = 1;
             if (expected || failed) continue; /* after a failure, the rest is our doing */
+            /* A rank stopped by a stop signal sent to it alone (kill PID of
+             * one rank): the job was asked to stop, not failed.  The ranks
+             * agree on the step to stop after; the signal goes to the others
+             * too, in case one has not seen the request yet. */
+            if (!stop && stopsig) {
+                stop = rsig;
+                stop_inferred = 1;
+                stop_at = agn_now();
+                signal_alive(pids, alive, n, rsig);
+                kill_at = agn_now() + stop_grace;
+                continue;
+            }
             if (stop) {
                 if (!note[0]) describe(r, pids[r], st, note, sizeof note);
                 continue;
@@ -153,11 +177,15 @@ static int supervise(agn_local_seg *seg, const pid_t *pids, int n, const agn_lau
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
             if (!stop && !failed) {
                 stop = sig;
+                stop_at = agn_now();
                 signal_alive(pids, alive, n, sig);
                 kill_at = agn_now() + stop_grace;
-            } else {
+            } else if (failed || agn_now() - stop_at >= AGN_STOP_REPEAT_S) {
                 signal_alive(pids, alive, n, SIGKILL); /* asked twice: now */
             }
+            /* else a repeat within 2 s: the same request (a terminal's ^C
+             * reaches every process of the job, a second ^C that quickly is
+             * a key held or pressed twice), already forwarded */
         }
     }
     /* The first rank to end badly may only be reacting to another's abort

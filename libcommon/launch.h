@@ -12,8 +12,11 @@
  * period, and returns status 1 with a message naming the rank and the cause.
  * SIGINT, SIGTERM and SIGHUP sent to it are forwarded to every rank; the
  * ranks are expected to stop at a step boundary (agn_stop_requested()) and
- * the job's status is then 128 + the signal (130, 143, 129).  A second such
- * signal, or ranks still alive after the stop grace period, get SIGKILL.
+ * the job's status is then 128 + the signal (130, 143, 129); so it is when
+ * the signal was sent to one rank only, which then stops with the others.
+ * A repeat of the signal within AGN_STOP_REPEAT_S of the first is the same
+ * request (a terminal's ^C reaches every process of the job); a later one,
+ * or ranks still alive after the stop grace period, get SIGKILL.
  * Ranks get PR_SET_PDEATHSIG(SIGKILL): if the supervisor itself is killed,
  * no rank outlives it.  With bind, each forked rank is bound to its own
  * block of CPUs (agn_launch_cpus). */
@@ -35,6 +38,9 @@ typedef struct {
 } agn_launch_opts;
 
 enum { AGN_LAUNCH_RANK = 0, AGN_LAUNCH_DONE = 1 };
+
+/* A stop signal repeated within this many seconds is the same request. */
+#define AGN_STOP_REPEAT_S 2.0
 
 /* Becomes a rank or supervises ranks.  Returns AGN_LAUNCH_RANK in every rank
  * with *comm set (free it with agn_comm_free, then exit); AGN_LAUNCH_DONE in

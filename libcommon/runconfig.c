@@ -362,11 +362,22 @@ static int load_doc(agn_config *c, yaml_parser_t *parser)
     } else if (root->type != YAML_MAPPING_NODE) {
         rc = agn_seterr("%s:%d: expected sections model: and train:", c->path, node_line(root));
     } else {
+        /* a section given twice is an error, as a key given twice is: the
+         * second would silently override values of the first */
+        int seen_line[3] = {0, 0, 0}; /* model, train, run */
         for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; rc == 0 && pr < root->data.mapping.pairs.top;
              pr++) {
             yaml_node_t *kn = yaml_document_get_node(&doc, pr->key);
             yaml_node_t *vn = yaml_document_get_node(&doc, pr->value);
             const char *name = kn && kn->type == YAML_SCALAR_NODE ? (const char *)kn->data.scalar.value : "";
+            int si = strcmp(name, "model") == 0 ? 0 : strcmp(name, "train") == 0 ? 1
+                     : strcmp(name, "run") == 0 ? 2 : -1;
+            if (si >= 0 && seen_line[si]) {
+                rc = agn_seterr("%s:%d: %s: section given twice (first at line %d)", c->path,
+                                node_line(kn), name, seen_line[si]);
+                break;
+            }
+            if (si >= 0) seen_line[si] = node_line(kn);
             if (strcmp(name, "model") == 0 || strcmp(name, "train") == 0) {
                 rc = load_section(c, &doc, vn, name);
             } else if (strcmp(name, "run") == 0) {

@@ -4,6 +4,8 @@
 
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,9 +16,32 @@
 static const char metrics_header[] =
     "epoch,world_size,backend,transport,device,threads,config,params,global_batch,train_examples,data_id,"
     "steps,samples,tokens,epoch_time_s,compute_s,comm_s,optim_s,data_s,samples_per_s,tokens_per_s,"
-    "train_loss,val_loss,val_acc,val_f1,lr,imbalance_s";
+    "train_loss,val_loss,val_acc,val_f1,lr,imbalance_s,step";
 static const char steps_header[] =
     "step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s,imbalance_s";
+
+/* Records the first failed write of the run directory: NAME's, errno's. */
+static void wrecord(agn_rundir *rd, const char *name)
+{
+    if (!rd->err[0]) {
+        int e = errno ? errno : EIO;
+        snprintf(rd->err, sizeof rd->err, "%s/%s: %s", rd->dir, name, strerror(e));
+    }
+}
+
+static int wfail(agn_rundir *rd, const char *name)
+{
+    wrecord(rd, name);
+    return agn_seterr("%s", rd->err);
+}
+
+/* After writing to FP (named NAME): flushed, else the error is recorded. */
+static int wcheck(agn_rundir *rd, FILE *fp, const char *name)
+{
+    errno = 0;
+    if (fflush(fp) != 0 || ferror(fp)) return wfail(rd, name);
+    return rd->err[0] ? agn_seterr("%s", rd->err) : 0;
+}
 
 void agn_rundir_log(agn_rundir *rd, int to_stderr, const char *fmt, ...)
 {
@@ -29,7 +54,10 @@ void agn_rundir_log(agn_rundir *rd, int to_stderr, const char *fmt, ...)
     if (rd->world > 1) snprintf(prefix, sizeof prefix, "rank %d: ", rd->rank);
     if (rd->log) {
         fprintf(rd->log, "%s%s\n", prefix, msg);
-        fflush(rd->log);
+        errno = 0;
+        /* reported by the next row or the close; the current error message,
+         * which this line may be logging, stays as it is */
+        if (fflush(rd->log) != 0 || ferror(rd->log)) wrecord(rd, "train.log");
     }
     if (to_stderr && !rd->quiet) {
         if (rd->tty && rd->last_progress > 0) fputs("\r\033[K", stderr);
@@ -83,21 +111,29 @@ done:
 
 /* Opens a CSV for appending (TRUNCATE: afresh); writes HEADER when the file
  * is new or empty. */
-static FILE *open_csv(const char *dir, const char *name, const char *header, int truncate)
+static FILE *open_csv(const char *dir, const char *name, const char *header, int truncate, int *fdp)
 {
     char *p = agn_path_join(dir, name);
     if (!truncate && access(p, F_OK) == 0 && migrate_csv(p, header) != 0) {
         free(p);
         return NULL;
     }
-    FILE *fp = fopen(p, truncate ? "w" : "a");
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND), 0666);
+    FILE *fp = fd >= 0 ? agn_fdopen(fd, "a") : NULL;
     if (!fp) {
         agn_seterr_errno("%s", p);
+        if (fd >= 0) close(fd);
         free(p);
         return NULL;
     }
-    if (ftell(fp) == 0) fprintf(fp, "%s\n", header);
-    fflush(fp);
+    if (lseek(fd, 0, SEEK_END) == 0) fprintf(fp, "%s\n", header);
+    if (fflush(fp) != 0 || ferror(fp)) {
+        agn_seterr_errno("%s", p);
+        fclose(fp);
+        free(p);
+        return NULL;
+    }
+    if (fdp) *fdp = fd;
     free(p);
     return fp;
 }
@@ -135,7 +171,8 @@ int agn_rundir_open(agn_rundir *rd, const char *dir, const char *resume, int for
         return agn_seterr("%s: holds a previous run (use --force to overwrite it, or --resume %s/last.safetensors)",
                           dir, dir);
     char *pl = agn_path_join(dir, "train.log");
-    rd->log = fopen(pl, append ? "a" : "w");
+    rd->append = append;
+    rd->log = agn_fopen(pl, append ? "ae" : "we");
     if (!rd->log) {
         agn_seterr_errno("%s", pl);
         free(pl);
@@ -146,9 +183,9 @@ int agn_rundir_open(agn_rundir *rd, const char *dir, const char *resume, int for
         unlink(rd->path_best);
         if (!resume) unlink(rd->path_last);
     }
-    rd->steps_csv = open_csv(dir, "steps.csv", steps_header, !append);
+    rd->steps_csv = open_csv(dir, "steps.csv", steps_header, !append, NULL);
     if (!rd->steps_csv) return -1;
-    rd->metrics_csv = open_csv(dir, "metrics.csv", metrics_header, !append);
+    rd->metrics_csv = open_csv(dir, "metrics.csv", metrics_header, !append, &rd->metrics_fd);
     if (!rd->metrics_csv) return -1;
     return 0;
 }
@@ -212,8 +249,7 @@ int agn_rundir_step_row(agn_rundir *rd, const agn_step_row *r)
     fprintf(rd->steps_csv, "%llu,%u,%llu,%.6f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
             (unsigned long long)r->step, r->epoch, (unsigned long long)r->samples, r->loss, r->lr,
             r->grad_norm, r->time, r->compute, r->comm, r->optim, r->data, r->imbalance);
-    fflush(rd->steps_csv);
-    return 0;
+    return wcheck(rd, rd->steps_csv, "steps.csv");
 }
 
 int agn_rundir_metrics_row(agn_rundir *rd, const agn_run_info *ri, uint32_t epoch,
@@ -229,10 +265,95 @@ int agn_rundir_metrics_row(agn_rundir *rd, const agn_run_info *ri, uint32_t epoc
             a->time > 0 ? a->tokens / a->time : 0, a->samples > 0 ? a->loss_sum / a->samples : NAN);
     if (have_val) fprintf(fp, "%.6f,%.6f,%.6f,", vm->loss, vm->accuracy, vm->macro_f1);
     else fprintf(fp, ",,,");
-    fprintf(fp, "%.6g,%.4f\n", a->lr, a->imbalance);
-    fflush(fp);
-    fsync(fileno(fp));
+    fprintf(fp, "%.6g,%.4f,%llu\n", a->lr, a->imbalance, (unsigned long long)a->end_step);
+    if (wcheck(rd, fp, "metrics.csv") != 0) return -1;
+    errno = 0;
+    if (agn_fsync(rd->metrics_fd) != 0) return wfail(rd, "metrics.csv");
     return 0;
+}
+
+/* ---- resume: the CSVs cut back to the checkpoint ----------------------------------------- */
+
+/* The byte offset in TEXT (LEN bytes, a CSV with a header) after the last
+ * row to keep: rows whose column COL (the step at the row's end) is at most
+ * STEP; a row without it (written by an older agn-train) counts STEPS_COL's
+ * value onto the step of the row before; a torn last row (no newline) goes. */
+static size_t csv_cut(const char *text, size_t len, const char *colname, const char *steps_col,
+                      uint64_t step, size_t *dropped)
+{
+    const char *nl = memchr(text, '\n', len);
+    if (!nl) return 0;
+    int col = -1, scol = -1, k = 0;
+    for (const char *f = text; f < nl; k++) {
+        const char *e = memchr(f, ',', (size_t)(nl - f));
+        if (!e) e = nl;
+        size_t fl = (size_t)(e - f);
+        if (fl == strlen(colname) && memcmp(f, colname, fl) == 0) col = k;
+        if (steps_col && fl == strlen(steps_col) && memcmp(f, steps_col, fl) == 0) scol = k;
+        f = e + 1;
+    }
+    size_t keep = (size_t)(nl + 1 - text);
+    uint64_t at = 0;
+    *dropped = 0;
+    int cut = 0;
+    for (const char *r = nl + 1; r < text + len;) {
+        const char *re = memchr(r, '\n', (size_t)(text + len - r));
+        if (!re) { /* torn */
+            (*dropped)++;
+            break;
+        }
+        uint64_t v = 0, sv = 0;
+        int have = 0;
+        k = 0;
+        for (const char *f = r; f <= re && k <= (col > scol ? col : scol); k++) {
+            const char *e = memchr(f, ',', (size_t)(re - f));
+            if (!e) e = re;
+            if (k == col && e > f) v = strtoull(f, NULL, 10), have = 1;
+            if (k == scol && e > f) sv = strtoull(f, NULL, 10);
+            f = e + 1;
+        }
+        at = have ? v : at + sv;
+        if (cut || at > step) {
+            cut = 1;
+            (*dropped)++;
+        } else {
+            keep = (size_t)(re + 1 - text);
+        }
+        r = re + 1;
+    }
+    return keep;
+}
+
+static int trim_csv(agn_rundir *rd, FILE *fp, const char *name, const char *col, const char *steps_col,
+                    uint64_t step, size_t *dropped)
+{
+    *dropped = 0;
+    char *p = agn_path_join(rd->dir, name);
+    size_t len;
+    char *text = agn_read_file(p, &len);
+    int rc = text ? 0 : -1;
+    if (rc == 0) {
+        size_t keep = csv_cut(text, len, col, steps_col, step, dropped);
+        if (keep > 0 && keep < len && (fflush(fp) != 0 || truncate(p, (off_t)keep) != 0))
+            rc = agn_seterr_errno("%s: cutting it back to step %llu", p, (unsigned long long)step);
+    }
+    free(text);
+    free(p);
+    return rc;
+}
+
+int agn_rundir_trim(agn_rundir *rd, uint64_t step)
+{
+    if (rd->rank != 0 || !rd->append) return 0;
+    size_t ds = 0, dm = 0;
+    if (trim_csv(rd, rd->steps_csv, "steps.csv", "step", NULL, step, &ds) != 0 ||
+        trim_csv(rd, rd->metrics_csv, "metrics.csv", "step", "steps", step, &dm) != 0)
+        return -1;
+    if (ds || dm)
+        agn_rundir_log(rd, 0, "resume: removed %zu row(s) of steps.csv and %zu of metrics.csv written "
+                       "after the checkpoint's step %llu (they are done again)", ds, dm,
+                       (unsigned long long)step);
+    return rd->err[0] ? agn_seterr("%s", rd->err) : 0;
 }
 
 static void fmt_eta(double s, char *buf, size_t n)
@@ -268,8 +389,8 @@ void agn_rundir_progress_clear(agn_rundir *rd)
 
 int agn_rundir_close(agn_rundir *rd)
 {
-    int rc = 0;
-    if (rd->log) fclose(rd->log);
+    int rc = rd->err[0] ? agn_seterr("%s", rd->err) : 0;
+    if (rd->log && fclose(rd->log) != 0 && rc == 0) rc = agn_seterr_errno("%s/train.log", rd->dir);
     if (rd->steps_csv && fclose(rd->steps_csv) != 0 && rc == 0) rc = agn_seterr_errno("%s/steps.csv", rd->dir);
     if (rd->metrics_csv && fclose(rd->metrics_csv) != 0 && rc == 0)
         rc = agn_seterr_errno("%s/metrics.csv", rd->dir);

@@ -16,8 +16,11 @@ typedef struct {
     const char *dir;
     int rank, world, quiet, tty;
     FILE *log, *steps_csv, *metrics_csv;
+    int metrics_fd;   /* for the fsync of each metrics row */
+    int append;       /* continuing the files of a previous run */
     char *path_last, *path_best;
     double last_progress;
+    char err[512];    /* the first failed write, "DIR/FILE: cause"; reported by the next row */
 } agn_rundir;
 
 /* What config.yaml's run: section and the fixed columns of metrics.csv say
@@ -44,6 +47,7 @@ typedef struct {
     double time, compute, comm, optim, data;
     double imbalance; /* the slowest rank's compute minus the ranks' mean, summed */
     float lr;
+    uint64_t end_step; /* the global step count at the end of the row (column step) */
 } agn_epoch_stats;
 
 /* One row of steps.csv. */
@@ -64,6 +68,10 @@ int agn_rundir_write_config(agn_rundir *rd, const agn_run_info *ri);
  * several ranks the line carries the rank. */
 void agn_rundir_log(agn_rundir *rd, int to_stderr, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The rows: -1 with "DIR/FILE: cause" when this write, or an earlier one of
+ * the run directory (train.log included), failed.  A metrics row is fsync'd:
+ * the trainer writes it before the checkpoint of the same step, so that a
+ * kill between the two leaves a row that agn_rundir_trim removes. */
 int agn_rundir_step_row(agn_rundir *rd, const agn_step_row *r);
 int agn_rundir_metrics_row(agn_rundir *rd, const agn_run_info *ri, uint32_t epoch,
                            const agn_epoch_stats *a, const agn_metrics *vm, int have_val);
@@ -72,7 +80,11 @@ int agn_rundir_metrics_row(agn_rundir *rd, const agn_run_info *ri, uint32_t epoc
 void agn_rundir_progress(agn_rundir *rd, const agn_config *cfg, uint64_t epoch, uint64_t step,
                          uint64_t total_steps, double loss, double rate, long steps_left);
 void agn_rundir_progress_clear(agn_rundir *rd);
-/* Closes the files; -1 with a message if a close failed. */
+/* Resuming into this directory from a checkpoint at global step STEP: cuts
+ * steps.csv and metrics.csv back to their rows up to STEP (and any torn last
+ * row), so that the steps and epochs redone after it are in them once. */
+int agn_rundir_trim(agn_rundir *rd, uint64_t step);
+/* Closes the files; -1 with a message if a close or an earlier write failed. */
 int agn_rundir_close(agn_rundir *rd);
 
 #endif

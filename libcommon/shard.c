@@ -9,6 +9,10 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,16 +155,17 @@ static int sink_put(payload_sink *k, const void *buf, size_t n, int finish)
     }
 }
 
-int agn_shard_writer_flush(agn_shard_writer *w, const char *path)
+/* Writes the buffered examples as a shard into the open output O (named
+ * PATH in messages), and finishes O (flushed, fsync'd, closed, not yet
+ * renamed); *HCRC gets the header CRC.  O is aborted on failure. */
+static int shard_write(agn_shard_writer *w, agn_out *o, const char *path, uint32_t *hcrc)
 {
-    agn_out o;
-    if (agn_out_open_mode(&o, path, 1) != 0) return -1;
     unsigned char hdr[AGN_SHARD_HEADER_SIZE] = {0};
     payload_sink *k = agn_xcalloc(1, sizeof *k);
-    k->fp = o.fp;
+    k->fp = o->fp;
     k->path = path;
     k->crc = crc32(0L, Z_NULL, 0);
-    if (fwrite(hdr, 1, sizeof hdr, o.fp) != sizeof hdr) {
+    if (fwrite(hdr, 1, sizeof hdr, o->fp) != sizeof hdr) {
         agn_seterr_errno("%s", path);
         goto fail;
     }
@@ -195,21 +200,348 @@ int agn_shard_writer_flush(agn_shard_writer *w, const char *path)
     agn_put_u32(hdr + 44, w->vocab_crc);
     agn_put_u64(hdr + 48, k->stored);
     agn_put_u32(hdr + 56, (uint32_t)k->crc);
-    agn_put_u32(hdr + 60, (uint32_t)crc32(crc32(0L, Z_NULL, 0), hdr, 60));
-    if (fseek(o.fp, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, o.fp) != sizeof hdr) {
+    *hcrc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), hdr, 60);
+    agn_put_u32(hdr + 60, *hcrc);
+    if (fseek(o->fp, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, o->fp) != sizeof hdr) {
         agn_seterr_errno("%s", path);
         goto fail;
     }
     free(k);
-    if (agn_out_commit(&o) != 0) return -1;
+    if (agn_out_finish(o) != 0) {
+        agn_out_abort(o);
+        return -1;
+    }
     w->n = w->n_tokens = 0;
     w->offsets[0] = 0;
     return 0;
 fail:
     if (k->deflating) deflateEnd(&k->zs);
     free(k);
-    agn_out_abort(&o);
+    agn_out_abort(o);
     return -1;
+}
+
+int agn_shard_writer_flush(agn_shard_writer *w, const char *path)
+{
+    agn_out o;
+    uint32_t hcrc;
+    if (agn_out_open_mode(&o, path, 1) != 0) return -1;
+    if (shard_write(w, &o, path, &hcrc) != 0) return -1;
+    return agn_out_publish(&o);
+}
+
+/* ---- shard sets ------------------------------------------------------------ */
+
+static char *set_member_name(const char *prefix, unsigned long k)
+{
+    size_t n = strlen(prefix) + 32;
+    char *s = agn_xmalloc(n);
+    snprintf(s, n, "%s-%05lu.agns", prefix, k);
+    return s;
+}
+
+static char *set_manifest_name(const char *prefix)
+{
+    size_t n = strlen(prefix) + sizeof AGN_SHARDSET_SUFFIX;
+    char *s = agn_xmalloc(n);
+    snprintf(s, n, "%s%s", prefix, AGN_SHARDSET_SUFFIX);
+    return s;
+}
+
+void agn_shardset_begin(agn_shardset *s, const char *prefix)
+{
+    memset(s, 0, sizeof *s);
+    s->prefix = agn_xstrdup(prefix);
+    /* temporaries of writers killed before they could remove them: the
+     * manifest's and those of the first shards (a dead writer's staged
+     * shards all carry its pid; scanning every possible name is not needed,
+     * as each of them is looked for below when its shard is written) */
+    char *m = set_manifest_name(prefix);
+    agn_remove_stale_tmp(m);
+    free(m);
+}
+
+int agn_shardset_add(agn_shardset *s, agn_shard_writer *w)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        s->e = agn_xrealloc(s->e, s->cap * sizeof *s->e);
+    }
+    struct agn_shardset_entry *e = &s->e[s->n];
+    memset(e, 0, sizeof *e);
+    e->name = set_member_name(s->prefix, (unsigned long)s->n);
+    agn_remove_stale_tmp(e->name);
+    agn_out *o = agn_xmalloc(sizeof *o);
+    e->n_examples = w->n;
+    if (agn_out_open_mode(o, e->name, 1) != 0 || shard_write(w, o, e->name, &e->header_crc) != 0) {
+        free(o);
+        free(e->name);
+        return -1;
+    }
+    e->out = o;
+    s->n++;
+    return 0;
+}
+
+static void shardset_free(agn_shardset *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->e[i].out) {
+            agn_out_abort(s->e[i].out);
+            free(s->e[i].out);
+        }
+        free(s->e[i].name);
+    }
+    free(s->e);
+    free(s->prefix);
+    memset(s, 0, sizeof *s);
+}
+
+void agn_shardset_abort(agn_shardset *s) { shardset_free(s); }
+
+int agn_shardset_commit(agn_shardset *s, unsigned long *stale)
+{
+    *stale = 0;
+    char *mpath = set_manifest_name(s->prefix);
+    agn_out m;
+    if (agn_out_open(&m, mpath) != 0) goto fail;
+    fprintf(m.fp, "agn-shardset 1\ncount %zu\n", s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *base = strrchr(s->e[i].name, '/');
+        fprintf(m.fp, "shard %s %llu %08x\n", base ? base + 1 : s->e[i].name,
+                (ull)s->e[i].n_examples, s->e[i].header_crc);
+    }
+    fputs("end\n", m.fp);
+    if (ferror(m.fp)) {
+        agn_seterr_errno("%s", mpath);
+        agn_out_abort(&m);
+        goto fail;
+    }
+    /* From the manifest's rename on, the new set is the set; a SIGINT or
+     * SIGTERM waits until its shards are in place. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (agn_out_commit(&m) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto fail;
+    }
+    int rc = 0;
+    char first[512] = "";
+    for (size_t i = 0; i < s->n; i++) {
+        agn_out *o = s->e[i].out;
+        s->e[i].out = NULL;
+        if (agn_out_publish(o) != 0 && rc == 0) {
+            rc = -1;
+            snprintf(first, sizeof first, "%s", agn_errmsg());
+        }
+        free(o);
+    }
+    /* shards of an earlier, longer set would be picked up by PREFIX-*.agns */
+    for (unsigned long k = (unsigned long)s->n;; k++) {
+        char name[PATH_MAX]; /* no allocation between the commit and the last rename */
+        snprintf(name, sizeof name, "%s-%05lu.agns", s->prefix, k);
+        if (unlink(name) != 0) break;
+        (*stale)++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        agn_seterr("%s; the set %s is committed but incomplete on disk, and readers refuse it: "
+                   "run agn-shard again", first, mpath);
+    free(mpath);
+    shardset_free(s);
+    return rc ? -2 : 0;
+fail:
+    free(mpath);
+    shardset_free(s);
+    return -1;
+}
+
+char *agn_shardset_manifest_of(const char *path)
+{
+    size_t n = strlen(path);
+    const char *suffix = ".agns";
+    if (n < 5 || strcmp(path + n - 5, suffix) != 0) return NULL;
+    size_t d = 0;
+    while (d < n - 5 && path[n - 6 - d] >= '0' && path[n - 6 - d] <= '9') d++;
+    if (d < 5 || d == n - 5 || path[n - 6 - d] != '-') return NULL;
+    size_t plen = n - 6 - d;
+    if (plen == 0 || path[plen - 1] == '/') return NULL;
+    char *m = agn_xmalloc(plen + sizeof AGN_SHARDSET_SUFFIX);
+    memcpy(m, path, plen);
+    memcpy(m + plen, AGN_SHARDSET_SUFFIX, sizeof AGN_SHARDSET_SUFFIX);
+    return m;
+}
+
+/* The manifest last checked, kept while it does not change on disk, so that
+ * loading a set of many shards reads and verifies it once. */
+typedef struct {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    size_t n;
+    char **names;   /* basenames */
+    uint32_t *crcs;
+} manifest;
+static manifest cached;
+static pthread_mutex_t cached_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void manifest_free(manifest *m)
+{
+    for (size_t i = 0; i < m->n; i++) free(m->names[i]);
+    free(m->names);
+    free(m->crcs);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+/* Parses the manifest at MPATH into M, then checks every shard it lists:
+ * present under its name, with the header CRC it lists. */
+static int manifest_load(manifest *m, const char *mpath, const struct stat *st)
+{
+    memset(m, 0, sizeof *m);
+    size_t len;
+    char *text = agn_read_file(mpath, &len);
+    if (!text) return -1;
+    unsigned long line = 0, count = 0;
+    int ended = 0, rc = 0;
+    char *save = NULL;
+    size_t cap = 0;
+    if (memchr(text, '\0', len)) {
+        rc = agn_seterr("%s: not a shard set manifest (NUL bytes)", mpath);
+        goto out;
+    }
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        line++;
+        char name[4096];
+        unsigned long long ex;
+        unsigned crc;
+        int used = 0;
+        if (ended) {
+            rc = agn_seterr("%s:%lu: text after \"end\"", mpath, line);
+            goto out;
+        }
+        if (line == 1) {
+            if (strcmp(l, "agn-shardset 1") != 0) {
+                rc = agn_seterr("%s:1: not a shard set manifest of version 1", mpath);
+                goto out;
+            }
+        } else if (line == 2) {
+            if (sscanf(l, "count %lu%n", &count, &used) != 1 || l[used] || count > (1ul << 32)) {
+                rc = agn_seterr("%s:2: expected \"count N\"", mpath);
+                goto out;
+            }
+        } else if (strcmp(l, "end") == 0) {
+            ended = 1;
+        } else if (sscanf(l, "shard %4095s %llu %8x%n", name, &ex, &crc, &used) == 3 && !l[used] &&
+                   !strchr(name, '/')) {
+            if (m->n == cap) {
+                cap = cap ? 2 * cap : 16;
+                m->names = agn_xrealloc(m->names, cap * sizeof *m->names);
+                m->crcs = agn_xrealloc(m->crcs, cap * sizeof *m->crcs);
+            }
+            m->names[m->n] = agn_xstrdup(name);
+            m->crcs[m->n++] = crc;
+        } else {
+            rc = agn_seterr("%s:%lu: expected \"shard NAME EXAMPLES CRC\" or \"end\"", mpath, line);
+            goto out;
+        }
+    }
+    if (!ended || m->n != count) {
+        rc = agn_seterr("%s: truncated manifest (%zu of %lu shards listed%s)", mpath, m->n, count,
+                        ended ? "" : ", no \"end\"");
+        goto out;
+    }
+    /* the shards on disk */
+    char *dir = agn_xstrdup(mpath);
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = '\0';
+    else dir[0] = '\0';
+    size_t present = 0;
+    for (size_t i = 0; i < m->n && rc == 0; i++) {
+        size_t n = strlen(dir) + strlen(m->names[i]) + 1;
+        char *p = agn_xmalloc(n);
+        snprintf(p, n, "%s%s", dir, m->names[i]);
+        unsigned char h[AGN_SHARD_HEADER_SIZE];
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        ssize_t got = fd < 0 ? -1 : pread(fd, h, sizeof h, 0);
+        if (fd >= 0) close(fd);
+        if (fd < 0) {
+            if (errno == ENOENT) {
+                for (size_t j = i; j < m->n; j++) {
+                    snprintf(p, n, "%s%s", dir, m->names[j]);
+                    present += access(p, F_OK) == 0;
+                }
+                rc = agn_seterr("%s: incomplete shard set: %s%s is missing (%zu of %zu shards "
+                                "present); run agn-shard again", mpath, dir, m->names[i], present,
+                                m->n);
+            } else {
+                rc = agn_seterr_errno("%s", p);
+            }
+        } else if (got != (ssize_t)sizeof h || agn_get_u32(h + 60) != m->crcs[i]) {
+            rc = agn_seterr("%s: mixed shard set: %s is not the shard the manifest lists (from "
+                            "another agn-shard run, one that was interrupted?); run agn-shard "
+                            "again", mpath, p);
+        }
+        present++;
+        free(p);
+    }
+    free(dir);
+    if (rc == 0) {
+        m->path = agn_xstrdup(mpath);
+        m->dev = st->st_dev;
+        m->ino = st->st_ino;
+        m->size = st->st_size;
+        m->mtime = st->st_mtim;
+    }
+out:
+    free(text);
+    if (rc != 0) manifest_free(m);
+    return rc;
+}
+
+/* Checks the shard PATH, whose header CRC is HCRC, against its set. */
+static int shardset_check(const char *path, uint32_t hcrc)
+{
+    char *mpath = agn_shardset_manifest_of(path);
+    if (!mpath) return 0;
+    struct stat st;
+    if (stat(mpath, &st) != 0) {
+        int e = errno;
+        free(mpath);
+        if (e == ENOENT) return 0; /* a shard of its own, or of an older agn */
+        errno = e;
+        return agn_seterr_errno("%s", path);
+    }
+    pthread_mutex_lock(&cached_lock);
+    int rc = 0;
+    if (!cached.path || strcmp(cached.path, mpath) != 0 || cached.dev != st.st_dev ||
+        cached.ino != st.st_ino || cached.size != st.st_size ||
+        cached.mtime.tv_sec != st.st_mtim.tv_sec || cached.mtime.tv_nsec != st.st_mtim.tv_nsec) {
+        manifest_free(&cached);
+        rc = manifest_load(&cached, mpath, &st);
+    }
+    if (rc == 0) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t i = 0;
+        while (i < cached.n && strcmp(cached.names[i], base) != 0) i++;
+        if (i == cached.n)
+            rc = agn_seterr("%s: not a shard of the set %s (%zu shards): left over from another "
+                            "agn-shard run; run agn-shard again, or remove it", path, mpath,
+                            cached.n);
+        else if (cached.crcs[i] != hcrc)
+            rc = agn_seterr("%s: mixed shard set: not the shard %s lists; run agn-shard again",
+                            path, mpath);
+    }
+    pthread_mutex_unlock(&cached_lock);
+    free(mpath);
+    return rc;
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -469,6 +801,7 @@ int agn_shard_read_ex(agn_dataset *d, agn_shard_header *hp, const char *path)
     d->max_len = H.max_len;
     d->n_classes = H.n_classes;
     d->vocab_crc = H.vocab_crc;
+    if (shardset_check(path, H.header_crc) != 0) goto fail;
     if (hp) *hp = H;
     free(raw);
     free(file);

@@ -89,4 +89,45 @@ int agn_shard_writer_add(agn_shard_writer *w, int label, const int32_t *ids, siz
 int agn_shard_writer_flush(agn_shard_writer *w, const char *path);
 void agn_shard_writer_free(agn_shard_writer *w);
 
+/* ---- shard sets ---------------------------------------------------------- */
+
+/* The shards of one agn-shard run, PREFIX-00000.agns ..., are one set, and
+ * a set is a transaction: each shard is written and fsync'd under a
+ * temporary name; then the manifest PREFIX.agnset, listing every shard's
+ * name, example count and header CRC, replaces the previous one (the commit
+ * point); then the shards are renamed into place and shards of an earlier,
+ * longer set removed.  A run that fails or is stopped before the commit
+ * leaves the previous set as it was.  Readers (agn_shard_read) check a
+ * shard whose name is PREFIX-NNNNN.agns against PREFIX.agnset when there is
+ * one, and the whole set on disk against it, so an incomplete or mixed set
+ * is refused (agn-formats(5), SHARD SETS). */
+#define AGN_SHARDSET_SUFFIX ".agnset"
+
+typedef struct {
+    char *prefix;
+    size_t n, cap;
+    struct agn_shardset_entry {
+        void *out;      /* the finished, unpublished agn_out */
+        char *name;     /* final path */
+        uint64_t n_examples;
+        uint32_t header_crc;
+    } *e;
+} agn_shardset;
+
+/* Starts a set under PREFIX; removes temporaries of writers that died. */
+void agn_shardset_begin(agn_shardset *s, const char *prefix);
+/* Writes the buffered examples of W as the next shard of the set (under a
+ * temporary name, fsync'd) and empties W; -1 with "PATH: reason". */
+int agn_shardset_add(agn_shardset *s, agn_shard_writer *w);
+/* Commits the set (see above) and frees it; *STALE gets the number of
+ * shards of an earlier set removed.  On failure a message and -1 when it
+ * came before the commit point (the previous set is untouched), -2 after it
+ * (the new set is committed but not all in place: readers refuse it). */
+int agn_shardset_commit(agn_shardset *s, unsigned long *stale);
+/* Removes the temporaries of an uncommitted set and frees it. */
+void agn_shardset_abort(agn_shardset *s);
+/* The manifest path of the set PATH's name places it in (PREFIX.agnset for
+ * PREFIX-NNNNN.agns), or NULL when the name is not of that form (free it). */
+char *agn_shardset_manifest_of(const char *path);
+
 #endif

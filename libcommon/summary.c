@@ -559,7 +559,15 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
         if (c->r_kind == AGN_R_NUM) sb_printf(&b, " (R = compute/communication = %.2f)", c->R);
         sb_printf(&b, ".");
         double ish = c->comm > 0 ? c->imbalance / c->comm : NAN;
-        if (isfinite(ish) && ish >= 0.5)
+        /* imbalance and the wait are measured apart (the slowest rank's
+         * extra compute, rank 0's wait), so the first can exceed the second:
+         * then all of the wait is imbalance, never "over 100%" of it */
+        if (isfinite(ish) && ish >= 1.0)
+            sb_printf(&b, " All of that wait is for the slowest rank to finish its compute "
+                          "(%.3g s of imbalance per epoch), not for data to move: uneven work "
+                          "between the ranks, or ranks sharing cores with other work.",
+                      c->imbalance);
+        else if (isfinite(ish) && ish >= 0.5)
             sb_printf(&b, " Most of that wait (%.3g s, %.0f%%) is for the slowest rank to finish "
                           "its compute, not for data to move: uneven work between the ranks, or "
                           "ranks sharing cores with other work.",

@@ -495,8 +495,12 @@ static int setup_resume(trainer *t)
 
 /* ---- the training loop ---------------------------------------------------------------- */
 
-/* Validation, best checkpoint, last checkpoint.  *out gets the metrics. */
-static int eval_and_save(trainer *t, agn_metrics *out, int *have)
+/* Validation, best checkpoint, the metrics row of ROW (if not NULL) for
+ * epoch EPOCH, last checkpoint.  *out gets the metrics.  The row goes before
+ * the checkpoint: a kill between them leaves a row past the checkpoint,
+ * which a resume removes (agn_rundir_trim), never a checkpoint without its
+ * row. */
+static int eval_and_save(trainer *t, agn_metrics *out, int *have, uint32_t epoch, agn_epoch_stats *row)
 {
     *have = 0;
     if (t->have_val) {
@@ -517,6 +521,10 @@ static int eval_and_save(trainer *t, agn_metrics *out, int *have)
     /* the Adam moments are sharded across ranks: rank 0 needs them whole */
     if (t->world > 1 && (agn_zero_gather(&t->zero, t->m.adam_m) != 0 || agn_zero_gather(&t->zero, t->m.adam_v) != 0))
         return -1;
+    if (row) {
+        row->end_step = t->pos.step;
+        if (agn_rundir_metrics_row(&t->rd, &t->info, epoch, row, out, *have) != 0) return -1;
+    }
     if (t->rank == 0 && save_checkpoint(t, t->rd.path_last, 1) != 0) return -1;
     t->saved_last = 1;
     return 0;
@@ -740,7 +748,10 @@ static int train_loop(trainer *t)
                                     .loss = loss, .lr = lr, .grad_norm = gnorm, .time = t4 - t0,
                                     .compute = compute_s, .comm = comm_s, .optim = optim_s, .data = data_s,
                                     .imbalance = imbalance_s};
-                agn_rundir_step_row(&t->rd, &row);
+                if (agn_rundir_step_row(&t->rd, &row) != 0) {
+                    status = -1;
+                    break;
+                }
                 agn_rundir_log(&t->rd, 0, "epoch %u step %llu loss %.4f lr %.3g grad_norm %.3f", epoch + 1,
                      (unsigned long long)t->pos.step, loss, lr, gnorm);
             }
@@ -754,7 +765,7 @@ static int train_loop(trainer *t)
             if (t->cfg->eval_every > 0 && t->pos.step % (uint64_t)t->cfg->eval_every == 0 && t->pos.cursor < E) {
                 agn_metrics vm;
                 int have;
-                if (eval_and_save(t, &vm, &have) != 0) {
+                if (eval_and_save(t, &vm, &have, epoch, NULL) != 0) {
                     status = -1;
                     break;
                 }
@@ -781,11 +792,10 @@ static int train_loop(trainer *t)
             memset(&vm, 0, sizeof vm);
             int have = 0;
             agn_rundir_progress_clear(&t->rd);
-            if (eval_and_save(t, &vm, &have) != 0) {
+            if (eval_and_save(t, &vm, &have, epoch, &acc) != 0) {
                 status = -1;
                 break;
             }
-            agn_rundir_metrics_row(&t->rd, &t->info, epoch, &acc, &vm, have);
             char val[128] = "";
             if (have) snprintf(val, sizeof val, "  val_loss %.4f  val_acc %.4f  val_f1 %.4f", vm.loss, vm.accuracy, vm.macro_f1);
             agn_rundir_log(&t->rd, 1, "epoch %u%s: %ld steps  %.1f s  %.0f samples/s  train_loss %.4f%s", epoch + 1,
@@ -875,6 +885,7 @@ int agn_train(const agn_train_opts *o, agn_comm *comm)
         t->config_yaml = agn_config_to_string(t->cfg);
         fill_info(t);
         rc = agn_rundir_open(&t->rd, o->run_dir, o->resume, o->force, t->rank, t->world, o->quiet);
+        if (rc == 0 && o->resume) rc = agn_rundir_trim(&t->rd, t->pos.step);
         if (rc == 0) rc = agn_rundir_write_config(&t->rd, &t->info);
     }
     if (rc == 0) {

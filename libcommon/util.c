@@ -1,8 +1,10 @@
 /* util.c: error messages, checked parsing, atomic output files and the small
  * helpers every program shares.  See util.h for the conventions. */
+#define _GNU_SOURCE 1 /* fopencookie */
 #include "config.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -13,9 +15,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+static void fault_wrap_stdout(void);
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -26,6 +31,7 @@ void agn_set_progname(const char *argv0)
 {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
     if (argv0) agn_progname = slash ? slash + 1 : argv0;
+    fault_wrap_stdout();
 }
 
 int agn_seterr(const char *fmt, ...)
@@ -83,29 +89,32 @@ void agn_warn_err(void) { agn_warn("%s", agn_errmsg()); }
 
 /* ---- memory ------------------------------------------------------------ */
 
+static void pending_unlink_all(void);
+
 static void oom(size_t n)
 {
     fprintf(stderr, "%s: out of memory allocating %zu bytes\n", agn_progname, n);
+    pending_unlink_all(); /* no half-written temporary outlives the abort */
     abort();
 }
 
 void *agn_xmalloc(size_t n)
 {
-    void *p = malloc(n ? n : 1);
+    void *p = agn_fault(AGN_FAULT_ALLOC) ? NULL : malloc(n ? n : 1);
     if (!p) oom(n);
     return p;
 }
 
 void *agn_xcalloc(size_t n, size_t size)
 {
-    void *p = calloc(n ? n : 1, size ? size : 1);
+    void *p = agn_fault(AGN_FAULT_ALLOC) ? NULL : calloc(n ? n : 1, size ? size : 1);
     if (!p) oom(n * size);
     return p;
 }
 
 void *agn_xrealloc(void *p, size_t n)
 {
-    void *q = realloc(p, n ? n : 1);
+    void *q = agn_fault(AGN_FAULT_ALLOC) ? NULL : realloc(p, n ? n : 1);
     if (!q) oom(n);
     return q;
 }
@@ -120,7 +129,7 @@ void *agn_xalloc_aligned(size_t n)
 {
     void *p = NULL;
     size_t rounded = (n + 63) / 64 * 64;
-    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) oom(n);
+    if (agn_fault(AGN_FAULT_ALLOC) || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) oom(n);
     memset(p, 0, rounded ? rounded : 64);
     return p;
 }
@@ -173,35 +182,249 @@ int agn_parse_size(const char *s, const char *what, uint64_t *out)
     return 0;
 }
 
+/* ---- fault injection ---------------------------------------------------- */
+
+/* AGN_FAULT=KIND:N makes the Nth call of KIND fail once (KIND:N+ : the Nth
+ * and every later one, a disk that stays full); kill:N sends SIGKILL to the
+ * process at the Nth call of any kind; "count" prints, at exit, how many
+ * calls of each kind the process made, "trace" also each call as it comes
+ * (its number, kind, number of its kind, and the file of a rename) (agn(7),
+ * FAULT INJECTION). */
+static struct {
+    int active, count, trace, kill, persist, kind;
+    long n;
+} fault;
+static long fault_calls[AGN_FAULT_KINDS], fault_any;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static const char *const fault_names[AGN_FAULT_KINDS] = {"write", "fsync", "rename", "alloc"};
+
+static void fault_report(void)
+{
+    fprintf(stderr, "agn-fault: %s write %ld fsync %ld rename %ld alloc %ld\n", agn_progname,
+            fault_calls[AGN_FAULT_WRITE], fault_calls[AGN_FAULT_FSYNC],
+            fault_calls[AGN_FAULT_RENAME], fault_calls[AGN_FAULT_ALLOC]);
+}
+
+static void fault_init(void)
+{
+    const char *e = getenv("AGN_FAULT");
+    if (!e || !*e) return;
+    fault.active = 1;
+    if (strcmp(e, "count") == 0 || strcmp(e, "trace") == 0) {
+        fault.count = 1;
+        fault.trace = e[0] == 't';
+        atexit(fault_report);
+        return;
+    }
+    const char *colon = strchr(e, ':');
+    char *end = NULL;
+    fault.kind = -1;
+    if (colon) {
+        size_t k = (size_t)(colon - e);
+        if (k == 4 && strncmp(e, "kill", 4) == 0) fault.kill = 1;
+        for (int i = 0; i < AGN_FAULT_KINDS; i++)
+            if (strlen(fault_names[i]) == k && strncmp(e, fault_names[i], k) == 0) fault.kind = i;
+        fault.n = strtol(colon + 1, &end, 10);
+        if (end && *end == '+' && !fault.kill) fault.persist = 1, end++;
+    }
+    if (!colon || (fault.kind < 0 && !fault.kill) || end == colon + 1 || *end || fault.n < 1) {
+        fprintf(stderr, "%s: AGN_FAULT='%s' is not count, trace, kill:N or "
+                        "write|fsync|rename|alloc:N[+]\n", agn_progname, e);
+        exit(AGN_EXIT_USAGE);
+    }
+}
+
+/* The Nth call of KIND; WHAT names the file for a trace, where known. */
+static int fault_hit(int kind, const char *what)
+{
+    pthread_once(&fault_once, fault_init);
+    if (!fault.active) return 0;
+    long k = __atomic_add_fetch(&fault_calls[kind], 1, __ATOMIC_RELAXED);
+    long any = __atomic_add_fetch(&fault_any, 1, __ATOMIC_RELAXED);
+    if (fault.trace)
+        fprintf(stderr, "agn-fault: %ld %s %ld%s%s\n", any, fault_names[kind], k, what ? " " : "",
+                what ? what : "");
+    if (fault.count) return 0;
+    if (fault.kill) {
+        if (any == fault.n) raise(SIGKILL);
+        return 0;
+    }
+    if (kind != fault.kind || !(k == fault.n || (fault.persist && k > fault.n))) return 0;
+    errno = kind == AGN_FAULT_WRITE ? ENOSPC : kind == AGN_FAULT_ALLOC ? ENOMEM : EIO;
+    return 1;
+}
+
+int agn_fault(int kind) { return fault_hit(kind, NULL); }
+
+ssize_t agn_write(int fd, const void *buf, size_t n)
+{
+    if (agn_fault(AGN_FAULT_WRITE)) return -1;
+    return write(fd, buf, n);
+}
+
+int agn_fsync(int fd)
+{
+    if (agn_fault(AGN_FAULT_FSYNC)) return -1;
+    return fsync(fd);
+}
+
+int agn_rename(const char *from, const char *to)
+{
+    if (fault_hit(AGN_FAULT_RENAME, to)) return -1;
+    return rename(from, to);
+}
+
+/* A stdio stream over a descriptor whose writes go through agn_write. */
+static ssize_t ck_read(void *c, char *buf, size_t n)
+{
+    ssize_t r;
+    do r = read(*(int *)c, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static ssize_t ck_write(void *c, const char *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = agn_write(*(int *)c, buf + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return (ssize_t)n;
+}
+
+static int ck_seek(void *c, off64_t *pos, int whence)
+{
+    off_t r = lseek(*(int *)c, (off_t)*pos, whence);
+    if (r < 0) return -1;
+    *pos = r;
+    return 0;
+}
+
+static int ck_close(void *c)
+{
+    int rc = close(*(int *)c);
+    free(c);
+    return rc;
+}
+
+FILE *agn_fdopen(int fd, const char *mode)
+{
+    pthread_once(&fault_once, fault_init);
+    if (!fault.active || !strpbrk(mode, "wa+")) return fdopen(fd, mode);
+    int *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    *c = fd;
+    cookie_io_functions_t io = {ck_read, ck_write, ck_seek, ck_close};
+    FILE *fp = fopencookie(c, mode, io);
+    if (!fp) free(c);
+    return fp;
+}
+
+FILE *agn_fopen(const char *path, const char *mode)
+{
+    pthread_once(&fault_once, fault_init);
+    if (!fault.active || !strpbrk(mode, "wa+")) return fopen(path, mode);
+    int flags = strchr(mode, '+') ? O_RDWR : O_WRONLY;
+    if (mode[0] == 'w') flags |= O_CREAT | O_TRUNC;
+    else if (mode[0] == 'a') flags |= O_CREAT | O_APPEND;
+    else if (mode[0] == 'r' && !strchr(mode, '+')) flags = O_RDONLY;
+    if (strchr(mode, 'e')) flags |= O_CLOEXEC;
+    int fd = open(path, flags, 0666);
+    if (fd < 0) return NULL;
+    FILE *fp = agn_fdopen(fd, mode);
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return fp;
+}
+
+/* Under fault injection stdout is a stream of the same kind, so that what a
+ * program prints counts too; closed at exit unless the program closed it. */
+static FILE *wrapped_stdout;
+
+static void close_wrapped_stdout(void)
+{
+    if (wrapped_stdout && stdout == wrapped_stdout) fclose(wrapped_stdout);
+    wrapped_stdout = NULL;
+}
+
+static void fault_wrap_stdout(void)
+{
+    pthread_once(&fault_once, fault_init);
+    if (!fault.active) return;
+    int fd = dup(STDOUT_FILENO);
+    if (fd < 0) return;
+    FILE *fp = agn_fdopen(fd, "w");
+    if (!fp) {
+        close(fd);
+        return;
+    }
+    if (isatty(fd)) setvbuf(fp, NULL, _IOLBF, 0);
+    fflush(stdout);
+    stdout = wrapped_stdout = fp;
+    atexit(close_wrapped_stdout);
+}
+
 /* ---- atomic output ----------------------------------------------------- */
 
-/* Temporaries that a fatal signal must remove.  A small fixed table: a
- * program has at most a handful of outputs open at once. */
-#define MAX_PENDING 64
-static char *pending[MAX_PENDING];
+/* Temporaries that a fatal signal must remove.  The handler walks the list
+ * without locking: nodes are only ever added at the head, fully written
+ * before they are published, and reused rather than freed. */
+typedef struct pending_node {
+    struct pending_node *next;
+    volatile sig_atomic_t used;
+    char path[PATH_MAX];
+} pending_node;
+static pending_node *volatile pending_head;
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void pending_add(char *tmp)
+static void pending_add(const char *tmp)
 {
     pthread_mutex_lock(&pending_lock);
-    for (int i = 0; i < MAX_PENDING; i++)
-        if (!pending[i]) { pending[i] = tmp; break; }
+    pending_node *n = pending_head;
+    while (n && n->used) n = n->next;
+    if (!n) {
+        n = calloc(1, sizeof *n);
+        if (!n) { /* then the temporary is not removed on a signal */
+            pthread_mutex_unlock(&pending_lock);
+            return;
+        }
+        snprintf(n->path, sizeof n->path, "%s", tmp);
+        n->used = 1;
+        n->next = pending_head;
+        __atomic_store_n(&pending_head, n, __ATOMIC_RELEASE);
+    } else {
+        snprintf(n->path, sizeof n->path, "%s", tmp);
+        __atomic_store_n(&n->used, 1, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&pending_lock);
 }
 
 static void pending_del(const char *tmp)
 {
     pthread_mutex_lock(&pending_lock);
-    for (int i = 0; i < MAX_PENDING; i++)
-        if (pending[i] == tmp) pending[i] = NULL;
+    for (pending_node *n = pending_head; n; n = n->next)
+        if (n->used && strcmp(n->path, tmp) == 0) n->used = 0;
     pthread_mutex_unlock(&pending_lock);
+}
+
+static void pending_unlink_all(void)
+{
+    /* async-signal-safe: unlink only */
+    for (pending_node *n = __atomic_load_n(&pending_head, __ATOMIC_ACQUIRE); n; n = n->next)
+        if (n->used) unlink(n->path);
 }
 
 static void cleanup_handler(int sig)
 {
-    /* async-signal-safe: unlink only, then re-raise with the default action */
-    for (int i = 0; i < MAX_PENDING; i++)
-        if (pending[i]) unlink(pending[i]);
+    pending_unlink_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -225,8 +448,10 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
 {
     (void)binary; /* POSIX makes no difference; kept for readability at call sites */
     memset(o, 0, sizeof *o);
+    o->fd = -1;
     if (strcmp(path, "-") == 0) {
         o->fp = stdout;
+        o->fd = STDOUT_FILENO;
         o->path = agn_xstrdup("(stdout)");
         return 0;
     }
@@ -235,16 +460,25 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         if (S_ISDIR(st.st_mode)) return agn_seterr("%s: is a directory", path);
-        o->fp = fopen(path, "wb");
-        if (!o->fp) return agn_seterr_errno("%s", path);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (fd < 0) return agn_seterr_errno("%s", path);
+        o->fp = agn_fdopen(fd, "wb");
+        if (!o->fp) {
+            agn_seterr_errno("%s", path);
+            close(fd);
+            return -1;
+        }
+        o->fd = fd;
         o->path = agn_xstrdup(path);
         o->direct = 1;
         return 0;
     }
-    size_t n = strlen(path);
+    /* NAME.tmp.PID.XXXXXX: the PID tells agn_remove_stale_tmp whether the
+     * writer is still alive */
+    size_t n = strlen(path) + 48;
     o->path = agn_xstrdup(path);
-    o->tmp = agn_xmalloc(n + 16);
-    snprintf(o->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    o->tmp = agn_xmalloc(n);
+    snprintf(o->tmp, n, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         agn_seterr_errno("%s", path);
@@ -255,8 +489,8 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
     /* mkstemp makes 0600; an output file should get the usual umask mode */
     mode_t um = umask(0);
     umask(um);
-    fchmod(fd, 0666 & ~um);
-    o->fp = fdopen(fd, "wb");
+    if (fchmod(fd, 0666 & ~um) != 0) { /* keeps 0600: not worth failing for */ }
+    o->fp = agn_fdopen(fd, "wb");
     if (!o->fp) {
         agn_seterr_errno("%s", path);
         close(fd);
@@ -265,21 +499,49 @@ int agn_out_open_mode(agn_out *o, const char *path, int binary)
         o->tmp = o->path = NULL;
         return -1;
     }
+    o->fd = fd;
     pending_add(o->tmp);
     return 0;
 }
 
 int agn_out_open(agn_out *o, const char *path) { return agn_out_open_mode(o, path, 0); }
 
+/* No allocation here: it runs inside the commit of a shard set, where an
+ * abort would leave the set half renamed. */
 static void fsync_dir_of(const char *path)
 {
-    char *copy = agn_xstrdup(path);
+    char copy[PATH_MAX];
+    if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy) return;
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
-        fsync(fd);
+        if (fsync(fd) != 0) { /* the rename is done; durability is best effort here */ }
         close(fd);
     }
-    free(copy);
+}
+
+int agn_out_finish(agn_out *o)
+{
+    int rc = 0;
+    if (!o->fp || !o->tmp) return agn_seterr("%s: output not open", o->path ? o->path : "?");
+    if (fflush(o->fp) != 0 || ferror(o->fp)) rc = agn_seterr_errno("%s", o->path);
+    if (rc == 0 && agn_fsync(o->fd) != 0) rc = agn_seterr_errno("%s: fsync", o->path);
+    if (fclose(o->fp) != 0 && rc == 0) rc = agn_seterr_errno("%s", o->path);
+    o->fp = NULL;
+    o->fd = -1;
+    return rc;
+}
+
+int agn_out_publish(agn_out *o)
+{
+    int rc = 0;
+    if (o->fp || !o->tmp) return agn_seterr("%s: output not finished", o->path ? o->path : "?");
+    if (agn_rename(o->tmp, o->path) != 0) rc = agn_seterr_errno("%s: rename", o->path);
+    if (rc == 0) fsync_dir_of(o->path);
+    else unlink(o->tmp);
+    pending_del(o->tmp);
+    free(o->tmp); free(o->path);
+    memset(o, 0, sizeof *o);
+    return rc;
 }
 
 int agn_out_commit(agn_out *o)
@@ -299,17 +561,11 @@ int agn_out_commit(agn_out *o)
         memset(o, 0, sizeof *o);
         return rc;
     }
-    if (fflush(o->fp) != 0 || ferror(o->fp)) rc = agn_seterr_errno("%s", o->path);
-    if (rc == 0 && fsync(fileno(o->fp)) != 0) rc = agn_seterr_errno("%s: fsync", o->path);
-    if (fclose(o->fp) != 0 && rc == 0) rc = agn_seterr_errno("%s", o->path);
-    o->fp = NULL;
-    if (rc == 0 && rename(o->tmp, o->path) != 0) rc = agn_seterr_errno("%s: rename", o->path);
-    if (rc == 0) fsync_dir_of(o->path);
-    else unlink(o->tmp);
-    pending_del(o->tmp);
-    free(o->tmp); free(o->path);
-    memset(o, 0, sizeof *o);
-    return rc;
+    if (agn_out_finish(o) != 0) {
+        agn_out_abort(o);
+        return -1;
+    }
+    return agn_out_publish(o);
 }
 
 void agn_out_abort(agn_out *o)
@@ -327,11 +583,39 @@ void agn_out_abort(agn_out *o)
     memset(o, 0, sizeof *o);
 }
 
+int agn_remove_stale_tmp(const char *name)
+{
+    char *c1 = agn_xstrdup(name), *c2 = agn_xstrdup(name);
+    const char *dir = dirname(c1), *base = basename(c2);
+    size_t bl = strlen(base);
+    int removed = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, base, bl) != 0 || strncmp(e->d_name + bl, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + bl + 5, &end, 10);
+        if (end == e->d_name + bl + 5 || *end != '.' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to tell */
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = agn_xmalloc(n);
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        if (unlink(p) == 0) removed++;
+        free(p);
+    }
+    if (d) closedir(d);
+    free(c1);
+    free(c2);
+    return removed;
+}
+
 int agn_write_all(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = agn_write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -373,6 +657,51 @@ char *agn_read_file(const char *path, size_t *len)
     char *buf = agn_read_stream(fp, path, len);
     fclose(fp);
     return buf;
+}
+
+int agn_lock_dir(const char *dir)
+{
+    if (agn_mkdir_p(dir) != 0) return -1;
+    size_t n = strlen(dir) + 8;
+    char *p = agn_xmalloc(n);
+    snprintf(p, n, "%s/.lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        agn_seterr_errno("%s", p);
+        free(p);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+        long pid = k > 0 ? strtol(buf, NULL, 10) : 0;
+        close(fd);
+        free(p);
+        if (e != EWOULDBLOCK) {
+            errno = e;
+            return agn_seterr_errno("%s: cannot lock it", dir);
+        }
+        if (pid > 0)
+            return agn_seterr("%s: in use by another %s (pid %ld); wait for it to end, or give "
+                              "another directory", dir, agn_progname, pid);
+        return agn_seterr("%s: in use by another process; wait for it to end, or give another "
+                          "directory", dir);
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+        /* the pid is for the message of a second run only: not worth failing */
+    }
+    free(p);
+    return fd;
+}
+
+int agn_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 int agn_mkdir_p(const char *path)
@@ -433,8 +762,16 @@ int agn_usage_error(const char *fmt, ...)
     return AGN_EXIT_USAGE;
 }
 
+int agn_stdout_status(void)
+{
+    if (agn_close_stdout() == 0) return AGN_EXIT_OK;
+    agn_warn_err();
+    return AGN_EXIT_ERROR;
+}
+
 int agn_close_stdout(void)
 {
+    if (stdout == wrapped_stdout) wrapped_stdout = NULL; /* closed here */
     int bad = ferror(stdout);
     if (fclose(stdout) != 0 || bad) {
         if (errno == EBADF) return 0; /* already closed by the program */

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define AGN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -67,6 +68,7 @@ int agn_parse_size(const char *s, const char *what, uint64_t *out);
  * a named pipe) is written in place: neither can be replaced by a rename. */
 typedef struct {
     FILE *fp;
+    int fd;     /* its descriptor (fileno() is -1 under fault injection) */
     char *path; /* final name */
     char *tmp;  /* temporary name, NULL for stdout and direct writes */
     int direct; /* a device or FIFO, written in place */
@@ -76,6 +78,17 @@ int agn_out_open(agn_out *o, const char *path);
 int agn_out_open_mode(agn_out *o, const char *path, int binary);
 int agn_out_commit(agn_out *o);
 void agn_out_abort(agn_out *o);
+/* The two halves of agn_out_commit, for a set of files that must appear
+ * together: agn_out_finish() flushes, fsyncs and closes the temporary (which
+ * stays, and is still removed on a fatal signal); agn_out_publish() renames
+ * it to its final name and fsyncs the directory.  agn_out_abort() removes a
+ * finished temporary too. */
+int agn_out_finish(agn_out *o);
+int agn_out_publish(agn_out *o);
+
+/* Removes "NAME.tmp.PID.*" temporaries of NAME left by processes that no
+ * longer exist (killed with SIGKILL, or by a power cut); returns how many. */
+int agn_remove_stale_tmp(const char *name);
 
 /* Temporary files not yet committed, removed on a fatal signal: tools call
  * agn_cleanup_on_signals() once so that SIGINT/SIGTERM never leave a
@@ -85,6 +98,24 @@ void agn_cleanup_on_signals(void);
 /* Writes a whole buffer with write(2), retrying on EINTR and short writes. */
 int agn_write_all(int fd, const void *buf, size_t n);
 
+/* ---- fault injection ---------------------------------------------------- */
+
+/* Every write, fsync and rename of agn's outputs and every agn_x*alloc goes
+ * through these, so that a test can make the Nth of them fail, or kill the
+ * process there (AGN_FAULT, agn(7) FAULT INJECTION).  Without AGN_FAULT in
+ * the environment they are the plain calls. */
+enum { AGN_FAULT_WRITE, AGN_FAULT_FSYNC, AGN_FAULT_RENAME, AGN_FAULT_ALLOC, AGN_FAULT_KINDS };
+/* 1 when this call of KIND must fail (errno is then set), else 0; kills the
+ * process when AGN_FAULT=kill:N and this is the Nth call of any kind. */
+int agn_fault(int kind);
+/* fopen/fdopen whose writes are agn_write(); fileno() of the result is -1
+ * under fault injection, so keep the descriptor where it is needed. */
+FILE *agn_fopen(const char *path, const char *mode);
+FILE *agn_fdopen(int fd, const char *mode);
+ssize_t agn_write(int fd, const void *buf, size_t n);
+int agn_fsync(int fd);
+int agn_rename(const char *from, const char *to);
+
 /* ---- paths and time ---------------------------------------------------- */
 
 /* The whole of PATH in a buffer of *LEN bytes and a NUL after them (free
@@ -92,6 +123,14 @@ int agn_write_all(int fd, const void *buf, size_t n);
  * its end the same way, NAME naming it in the message. */
 char *agn_read_file(const char *path, size_t *len);
 char *agn_read_stream(FILE *fp, const char *name, size_t *len);
+/* Locks the directory DIR (made when missing) for this process and its
+ * children: an exclusive flock on DIR/.lock, which holds the pid of the
+ * holder.  Returns the descriptor (keep it open while the directory is in
+ * use), or -1 with "DIR: in use by another PROGRAM (pid N) ..." when another
+ * process holds it, or an I/O error. */
+int agn_lock_dir(const char *dir);
+/* 1 when A and B both exist and are the same file (device and inode). */
+int agn_same_file(const char *a, const char *b);
 /* mkdir -p; 0 if it exists already as a directory. */
 int agn_mkdir_p(const char *path);
 /* DIR/NAME, allocated. */
@@ -134,5 +173,8 @@ void agn_print_version(void);
 int agn_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Closes stdout and reports a write error (e.g. a full disk); returns 0/-1. */
 int agn_close_stdout(void);
+/* The exit status after --help or --version: closes stdout and, on a write
+ * error, prints it ("write error on stdout: No space left on device"): 0/1. */
+int agn_stdout_status(void);
 
 #endif

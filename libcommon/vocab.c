@@ -136,6 +136,12 @@ agn_vocab *agn_vocab_parse(const char *buf, size_t len, const char *name)
             agn_seterr("%s:%llu: NUL byte in the line", name, lineno);
             goto fail;
         }
+        if (le > p && le[-1] == '\r') {
+            agn_seterr("%s:%llu: the line ends in CR LF (a file saved on Windows?); agn's "
+                       "vocabulary has LF line ends: convert it with dos2unix or tr -d '\\r'",
+                       name, lineno);
+            goto fail;
+        }
         const char *tab = memchr(p, '\t', (size_t)(le - p));
         if (!tab) {
             agn_seterr("%s:%llu: no tab (expected token<TAB>count)", name, lineno);

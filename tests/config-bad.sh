@@ -54,6 +54,9 @@ write_cfg "  d_model: 32"
 run_bad '^agn-train: bad\.yaml:6: model\.d_model: given twice \(first at line 4\)'
 write_cfg "  d_ff: [1, 2"
 run_bad '^agn-train: bad\.yaml:[0-9]+: YAML syntax error'
+# a section given twice: the second model: would override d_model silently
+write_cfg && printf 'model:\n  d_model: 32\n' >> bad.yaml
+run_bad '^agn-train: bad\.yaml:8: model: section given twice \(first at line 1\)'
 printf 'model:\n  d_model: 16\nrunx:\n  a: 1\n' > bad.yaml
 run_bad '^agn-train: bad\.yaml:3: runx: unknown section'
 # nesting and anchors beyond any config's (libyaml's loader takes time

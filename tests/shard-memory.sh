@@ -38,8 +38,8 @@ ok "agn-vocab: memory bounded by the vocabulary"
 # ---- agn-shard: flat ----
 repeat 4 | /usr/bin/time -f %M -o s1 agn-shard -q -n 100000 -v v.txt -L 16 -o small/x
 repeat $reps | /usr/bin/time -f %M -o s2 agn-shard -q -n 100000 -v v.txt -L 16 -o long/x
-[ "$(ls small | wc -l)" -eq 2 ] || fail "120k rows at 100k per shard: $(ls small | wc -l) shards"
-[ "$(ls long | wc -l)" -eq $((reps * 3 / 10)) ] || fail "long stream: $(ls long | wc -l) shards"
+[ "$(ls small | grep -c "\.agns$")" -eq 2 ] || fail "120k rows at 100k per shard: $(ls small | grep -c "\.agns$") shards"
+[ "$(ls long | grep -c "\.agns$")" -eq $((reps * 3 / 10)) ] || fail "long stream: $(ls long | grep -c "\.agns$") shards"
 n=$(agn-shard --info --json long/*.agns | awk -F '"examples":' '{ split($2, a, ","); s += a[1] } END { print s }')
 assert_eq "$n" "$((reps * 30000))" "examples in the long stream's shards"
 small=$(rss s1) long=$(rss s2)

@@ -140,6 +140,43 @@ case_empty_input() {
     bad empty.csv.gz 1 '^agn-tokenize: empty\.csv\.gz:1: no rows'
 }
 
+# ---- one empty file among several: the rows of the others are kept --------------------------------
+case_empty_among() {
+    : > empty.csv
+    printf '%s\n' "$GOOD" > one.csv
+    agn-tokenize -o out.tok one.csv empty.csv one.csv 2> among.err || { cat among.err >&2; fail "an empty file among others failed"; }
+    assert_eq "$(wc -l < out.tok | tr -d ' ')" 2 "rows of the two non-empty files"
+    grep -q '^agn-tokenize: empty\.csv: warning: no rows (empty file)$' among.err || { cat among.err >&2; fail "no warning for the empty file"; }
+    rm -f out.tok
+    bad empty.csv 1 '^agn-tokenize: no rows in any of the 2 inputs \(empty input\)' empty.csv
+}
+
+# ---- compressed by a program agn does not read: refused, saying how to feed it --------------------
+case_compressed() {
+    printf '\3757zXZ\000\000\004\346\326\264F' > x.csv.xz
+    bad x.csv.xz 1 '^agn-tokenize: x\.csv\.xz: xz-compressed, which agn does not read; decompress it into a pipe: xz -dc x\.csv\.xz \| agn-tokenize -$'
+    printf 'BZh91AY&SY\001\002' > x.csv.bz2
+    bad x.csv.bz2 1 'x\.csv\.bz2: bzip2-compressed.*bzip2 -dc x\.csv\.bz2 \| agn-tokenize -$'
+    printf '\050\265\057\375\044\000' > x.csv.zst
+    bad x.csv.zst 1 'x\.csv\.zst: zstd-compressed.*zstd -dc x\.csv\.zst \| agn-tokenize -$'
+    expect_fail 1 '^agn-tokenize: \(stdin\): xz-compressed.*xz -dc FILE \| agn-tokenize -$' agn-tokenize -f text < x.csv.xz
+    expect_fail 1 'bzip2-compressed' agn-vocab < x.csv.bz2
+    # text that merely starts like bzip2's magic is text
+    printf 'BZh9 is a word\n' | agn-tokenize -f text > bz.tok || fail "text starting with BZh9 refused"
+    assert_eq "$(cat bz.tok)" "-	bzh9 is a word" "text starting with BZh9"
+}
+
+# ---- the output is also an input ---------------------------------------------------------------
+case_same_output() {
+    printf '%s\n' "$GOOD" > same.csv
+    cp same.csv same.orig
+    expect_fail 1 '^agn-tokenize: same\.csv: the output is also an input' agn-tokenize -o same.csv same.csv
+    cmp -s same.csv same.orig || fail "the input was replaced"
+    ln -s same.csv link.csv
+    expect_fail 1 'the output is also an input' agn-tokenize -o link.csv same.csv
+    cmp -s same.csv same.orig || fail "the input was replaced through a link"
+}
+
 # ---- not CSV after a closing quote; a file that is not there ------------------------------------
 case_junk() {
     printf '%s\n"1","a"x,"b"\n%s\n' "$GOOD" "$GOOD" > junk.csv
@@ -164,4 +201,5 @@ case_skip_bad() {
 }
 
 # ---- dispatch ----
-run_cases tokenize-bad tokenize-bad- "unterminated fields class empty_row utf8_nul big_field gzip empty_input junk skip_bad"
+run_cases tokenize-bad tokenize-bad- "unterminated fields class empty_row utf8_nul big_field gzip empty_input
+empty_among compressed same_output junk skip_bad"

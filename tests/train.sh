@@ -13,7 +13,7 @@ ls run1 | grep -q tmp && fail "a temporary file was left in the run directory"
 ok "run directory complete"
 
 assert_eq "$(head -n 1 run1/metrics.csv)" \
-    "epoch,world_size,backend,transport,device,threads,config,params,global_batch,train_examples,data_id,steps,samples,tokens,epoch_time_s,compute_s,comm_s,optim_s,data_s,samples_per_s,tokens_per_s,train_loss,val_loss,val_acc,val_f1,lr,imbalance_s" \
+    "epoch,world_size,backend,transport,device,threads,config,params,global_batch,train_examples,data_id,steps,samples,tokens,epoch_time_s,compute_s,comm_s,optim_s,data_s,samples_per_s,tokens_per_s,train_loss,val_loss,val_acc,val_f1,lr,imbalance_s,step" \
     "metrics.csv header"
 assert_eq "$(head -n 1 run1/steps.csv)" "step,epoch,samples,loss,lr,grad_norm,step_time_s,compute_s,comm_s,optim_s,data_s,imbalance_s" \
     "steps.csv header"

@@ -93,6 +93,22 @@ case_file_malformed() {
     badvocab missing.v "missing.v: No such file"
 }
 
+case_file_crlf() {
+    printf '<pad>\t0\r\n<unk>\t0\r\na\t5\r\n' > crlf.v
+    badvocab crlf.v "crlf.v:1: the line ends in CR LF .*dos2unix"
+    ! grep -q "$(printf '\r')" .err || fail "the message holds a raw CR"
+}
+# a line over the readers' limit (64 MiB): no advice to use --max-record,
+# which only agn-tokenize has
+case_stream_long() {
+    { printf '0\t'; head -c 67108870 /dev/zero | tr '\0' a; printf '\n'; } > long.tok
+    expect_fail 1 "long.tok:1: line longer than 67108864 bytes \(the longest line it reads\)" \
+        agn-vocab -o v.txt long.tok
+    ! grep -q -- "--max-record" .err || fail "agn-vocab points to --max-record"
+    no_output "a line too long"
+    rm -f long.tok
+}
+
 # ---- dispatch ----
-run_cases vocab-bad vocab- "stream_notab stream_label stream_nul stream_gzip stream_empty file_duplicate
-file_count file_specials file_malformed"
+run_cases vocab-bad vocab- "stream_notab stream_label stream_nul stream_gzip stream_empty stream_long
+file_duplicate file_count file_specials file_malformed file_crlf"

@@ -255,8 +255,8 @@ int main(int argc, char **argv)
             break;
         case 'g': gpu = 1; break;
         case 'C': cpu = 1; break;
-        case 'h': usage(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
-        case 'V': agn_print_version(); return agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: return agn_usage_error("unknown option");
         }
     }

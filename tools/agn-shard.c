@@ -47,14 +47,6 @@ static void usage(void)
            agn_progname, agn_progname, agn_progname, DEFAULT_PER_SHARD, DEFAULT_CLASSES);
 }
 
-static char *shard_name(const char *prefix, unsigned long k)
-{
-    size_t n = strlen(prefix) + 32;
-    char *s = agn_xmalloc(n);
-    snprintf(s, n, "%s-%05lu.agns", prefix, k);
-    return s;
-}
-
 /* ---- building shards ----------------------------------------------------- */
 
 typedef struct {
@@ -85,6 +77,8 @@ static int build(const build_opts *op, char **files, int n_files)
         }
     }
 
+    agn_shardset set;
+    agn_shardset_begin(&set, op->prefix);
     agn_shard_writer w;
     agn_shard_writer_init(&w, agn_vocab_size(v), (uint32_t)op->max_len, (uint32_t)op->classes,
                           agn_vocab_crc(v), op->compress ? 6 : 0);
@@ -135,10 +129,7 @@ static int build(const build_opts *op, char **files, int n_files)
             }
             examples++;
             if (w.n == (uint64_t)op->per_shard) {
-                char *name = shard_name(op->prefix, shards);
-                int bad = agn_shard_writer_flush(&w, name);
-                free(name);
-                if (bad) {
+                if (agn_shardset_add(&set, &w) != 0) {
                     rc = -1;
                     break;
                 }
@@ -159,41 +150,30 @@ static int build(const build_opts *op, char **files, int n_files)
         status = AGN_EXIT_ERROR;
     }
     if (status == AGN_EXIT_OK && w.n > 0) {
-        char *name = shard_name(op->prefix, shards);
-        if (agn_shard_writer_flush(&w, name) != 0) status = AGN_EXIT_ERROR;
+        if (agn_shardset_add(&set, &w) != 0) status = AGN_EXIT_ERROR;
         else shards++;
-        free(name);
     }
-    if (status != AGN_EXIT_OK) {
+    unsigned long stale = 0;
+    int crc = status == AGN_EXIT_OK ? agn_shardset_commit(&set, &stale) : 0;
+    if (crc != 0) {
         agn_warn_err();
-        /* nothing of a failed run stays under a final name */
-        for (unsigned long k = 0; k < shards; k++) {
-            char *name = shard_name(op->prefix, k);
-            unlink(name);
-            free(name);
-        }
-        if (shards > 0) agn_warn("removed the %lu shard(s) this run had written", shards);
-    } else {
-        /* shards of an earlier, longer run under the same prefix would be
-         * picked up by PREFIX-*.agns: remove them */
-        unsigned long stale = 0;
-        for (unsigned long k = shards;; k++) {
-            char *name = shard_name(op->prefix, k);
-            int gone = unlink(name) == 0;
-            free(name);
-            if (!gone) break;
-            stale++;
-        }
-        if (!op->quiet) {
-            agn_warn("%lu shard(s) %s-NNNNN.agns: %" PRIu64 " examples, %" PRIu64
-                     " tokens kept of %" PRIu64 "; %" PRIu64 " examples truncated to %ld, %" PRIu64
-                     " empty (stored as <unk>); %.2f%% of kept tokens are <unk>",
-                     shards, op->prefix, examples, kept, tokens, truncated, op->max_len, empty,
-                     kept ? 100.0 * (double)unk / (double)kept : 0.0);
-            if (stale)
-                agn_warn("removed %lu stale shard(s) of an earlier run from %s-%05lu.agns on",
-                         stale, op->prefix, shards);
-        }
+        if (crc == -1)
+            agn_warn("no shard written; any earlier set %s-NNNNN.agns is unchanged", op->prefix);
+        status = AGN_EXIT_ERROR;
+    } else if (status != AGN_EXIT_OK) {
+        agn_warn_err();
+        /* nothing of a failed run replaces the previous set */
+        agn_shardset_abort(&set);
+        agn_warn("no shard written; any earlier set %s-NNNNN.agns is unchanged", op->prefix);
+    } else if (!op->quiet) {
+        agn_warn("%lu shard(s) %s-NNNNN.agns: %" PRIu64 " examples, %" PRIu64
+                 " tokens kept of %" PRIu64 "; %" PRIu64 " examples truncated to %ld, %" PRIu64
+                 " empty (stored as <unk>); %.2f%% of kept tokens are <unk>",
+                 shards, op->prefix, examples, kept, tokens, truncated, op->max_len, empty,
+                 kept ? 100.0 * (double)unk / (double)kept : 0.0);
+        if (stale)
+            agn_warn("removed %lu stale shard(s) of an earlier run from %s-%05lu.agns on", stale,
+                     op->prefix, shards);
     }
     free(ids);
     agn_shard_writer_free(&w);
@@ -406,8 +386,8 @@ int main(int argc, char **argv)
         case OPT_JSON: json = 1; break;
         case 'd': mode_dump = 1; break;
         case 'q': op.quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
-        case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: return agn_usage_error("unknown option");
         }
     }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,6 +116,39 @@ static char *concat(const char *a, const char *b, const char *c, const char *d)
     return s;
 }
 
+/* Whether the image at PATH is whole: a PNG ends with its IEND chunk, an
+ * SVG with </svg> (and white space). */
+static int complete_image(const char *path, int svg)
+{
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char tail[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0 && st.st_size >= 12) {
+        off_t at = st.st_size > (off_t)sizeof tail ? st.st_size - (off_t)sizeof tail : 0;
+        got = pread(fd, tail, (size_t)(st.st_size - at), at);
+    }
+    close(fd);
+    if (got < 12) return 0;
+    if (!svg) return memcmp(tail + got - 12, iend, 12) == 0;
+    while (got > 0 && (tail[got - 1] == '\n' || tail[got - 1] == ' ' || tail[got - 1] == '\r' ||
+                       tail[got - 1] == '\t'))
+        got--;
+    return got >= 6 && memcmp(tail + got - 6, "</svg>", 6) == 0;
+}
+
+/* "; the disk is full" when the file system of DIR has no space left, else
+ * a hint that it may be */
+static const char *disk_note(const char *dir)
+{
+    struct statvfs vs;
+    if (statvfs(dir, &vs) == 0 && (vs.f_bavail == 0 || vs.f_favail == 0))
+        return ": No space left on device (the disk is full)";
+    return "; is the disk full?";
+}
+
 static int render_one(const char *gnuplot, const char *dir, const char *name)
 {
     char suffix[32], expr[64];
@@ -159,10 +193,13 @@ static int render_one(const char *gnuplot, const char *dir, const char *name)
         for (int i = 0; i < 2 && rc == 0; i++) {
             struct stat sb;
             if (stat(tmp[i], &sb) != 0 || sb.st_size == 0)
-                rc = agn_seterr("gnuplot wrote no %s for %s", ext[i] + 1, script);
+                rc = agn_seterr("gnuplot wrote no %s for %s%s", ext[i] + 1, script, disk_note(dir));
+            else if (!complete_image(tmp[i], i))
+                rc = agn_seterr("%s: gnuplot's image is incomplete (it exits 0 when a write "
+                                "fails)%s", fin[i], disk_note(dir));
         }
         for (int i = 0; i < 2; i++) {
-            if (rc == 0 && rename(tmp[i], fin[i]) != 0) rc = agn_seterr_errno("%s", fin[i]);
+            if (rc == 0 && agn_rename(tmp[i], fin[i]) != 0) rc = agn_seterr_errno("%s", fin[i]);
             if (rc != 0) unlink(tmp[i]);
         }
     }
@@ -311,8 +348,8 @@ int main(int argc, char **argv)
             else PUSAGE("--reduction: '%s' is not agn or dense", optarg);
             break;
         case 'q': quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
-        case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: /* getopt_long has said what is wrong */
             for (int q = 0; q < n_links; q++) agn_link_free(&links[q]);
             fprintf(stderr, "Try '%s --help' for more information.\n", agn_progname);

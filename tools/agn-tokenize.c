@@ -27,6 +27,7 @@ typedef struct {
     int classes;
     size_t max_record;
     int skip_bad, quiet, progress;
+    int several; /* more than one input file */
     agn_out out;
     char *obuf;
     size_t olen, ocap;
@@ -294,7 +295,10 @@ static int process_file(state *s, const char *path)
     uint64_t nrows = 0;
     int rc = s->format == FMT_CSV ? process_csv(s, in, &fs, &nrows)
                                   : process_lines(s, in, &fs, &nrows);
-    if (rc == 0 && nrows == 0) rc = agn_seterr("%s:1: no rows (empty input)", agn_input_name(in));
+    /* an empty file among several is not the others' fault: a warning here,
+     * an error in main() only when no file had a row */
+    if (rc == 0 && nrows == 0 && s->several && !s->quiet)
+        agn_warn("%s: warning: no rows (empty file)", agn_input_name(in));
     if (s->progress) show_progress(s, in, 1);
     if (rc == 0 && !s->quiet) {
         if (fs.st.invalid_utf8)
@@ -372,14 +376,20 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage();
-            return agn_close_stdout() < 0 ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+            return agn_stdout_status();
         case 'V':
             agn_print_version();
-            return agn_close_stdout() < 0 ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+            return agn_stdout_status();
         default:
             return agn_usage_error("invalid option");
         }
     }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(output, "-") != 0 && agn_same_file(output, argv[i])) {
+            agn_warn("%s: the output is also an input: writing it would replace what is read; "
+                     "give -o another file", output);
+            return AGN_EXIT_ERROR;
+        }
     agn_cleanup_on_signals();
     s.progress = !s.quiet && agn_stderr_is_tty();
     s.t0 = s.last_progress = agn_now();
@@ -393,11 +403,17 @@ int main(int argc, char **argv)
     agn_pipe_grow(fileno(s.out.fp));
 
     int rc = 0;
+    s.several = argc - optind > 1;
     if (optind == argc) {
         rc = process_file(&s, "-");
     } else {
         for (int i = optind; i < argc && rc == 0; i++) rc = process_file(&s, argv[i]);
     }
+    if (rc == 0 && s.rows + s.bad == 0)
+        rc = argc - optind <= 1
+                 ? agn_seterr("%s:1: no rows (empty input)",
+                              optind == argc || strcmp(argv[optind], "-") == 0 ? "(stdin)" : argv[optind])
+                 : agn_seterr("no rows in any of the %d inputs (empty input)", argc - optind);
     if (rc == 0) rc = flush_out(&s);
     if (rc == 0) rc = agn_out_commit(&s.out);
     else agn_out_abort(&s.out);

@@ -172,7 +172,7 @@ int main(int argc, char **argv)
     double comm_timeout = 300;
     long v;
     int c;
-    int status = AGN_EXIT_OK;
+    int status = AGN_EXIT_OK, lock_fd = -1;
 #define USAGE(...)                                  \
     do {                                            \
         status = agn_usage_error(__VA_ARGS__);      \
@@ -267,11 +267,11 @@ int main(int argc, char **argv)
         case 'q': o.quiet = 1; break;
         case 'h':
             usage();
-            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            status = agn_stdout_status();
             goto out;
         case 'V':
             agn_print_version();
-            status = agn_close_stdout() == 0 ? AGN_EXIT_OK : AGN_EXIT_ERROR;
+            status = agn_stdout_status();
             goto out;
         default: USAGE("unknown option");
         }
@@ -367,6 +367,30 @@ int main(int argc, char **argv)
         }
     } else if (!cpu) {
         snprintf(why_cpu, sizeof why_cpu, "-n gives CPU ranks (-g N for GPU ranks)");
+    }
+    /* The run directory is this job's alone while it runs (two runs into
+     * one directory would mix their files): locked by the process that
+     * writes it, the supervisor of forked ranks (the ranks inherit the
+     * lock), or rank 0 of an MPI job.  Then temporaries of a run killed
+     * before it could remove them (SIGKILL, a power cut) are removed. */
+    if (!under_mpi || mrank == 0) {
+        if ((lock_fd = agn_lock_dir(o.run_dir)) < 0) {
+            agn_warn_err();
+            status = AGN_EXIT_ERROR;
+            goto out;
+        }
+        static const char *const outputs[] = {"last.safetensors", "best.safetensors",
+                                              "config.yaml", "metrics.csv", "steps.csv"};
+        int stale = 0;
+        for (size_t i = 0; i < AGN_ARRAY_LEN(outputs); i++) {
+            size_t n = strlen(o.run_dir) + strlen(outputs[i]) + 2;
+            char *p = agn_xmalloc(n);
+            snprintf(p, n, "%s/%s", o.run_dir, outputs[i]);
+            stale += agn_remove_stale_tmp(p);
+            free(p);
+        }
+        if (stale && !o.quiet)
+            agn_warn("%s: removed %d temporary file(s) of a run that was killed", o.run_dir, stale);
     }
     /* Ranks: forked here with -n N or -g N, or this process is one rank of
      * an MPI job, or the only rank.  Before any thread exists: it forks. */
@@ -467,6 +491,7 @@ rank_failed:
     agn_comm_free(comm);
     status = AGN_EXIT_ERROR;
 out:
+    if (lock_fd >= 0) close(lock_fd);
     agn_config_free(&cfg);
     for (int i = 0; i < n_bufs; i++) free(set_bufs[i]);
     sl_free(&val);

@@ -56,11 +56,17 @@ int main(int argc, char **argv)
             break;
         case 'o': output = optarg; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
-        case 'V': agn_print_version(); return agn_close_stdout() ? AGN_EXIT_ERROR : AGN_EXIT_OK;
+        case 'h': usage(); return agn_stdout_status();
+        case 'V': agn_print_version(); return agn_stdout_status();
         default: return agn_usage_error("unknown option");
         }
     }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(output, "-") != 0 && agn_same_file(output, argv[i])) {
+            agn_warn("%s: the output is also an input: writing it would replace what is read; "
+                     "give -o another file", output);
+            return AGN_EXIT_ERROR;
+        }
     agn_cleanup_on_signals();
 
     char *stdin_only[] = {"-"};

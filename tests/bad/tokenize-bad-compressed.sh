@@ -1,0 +1,3 @@
+#!/bin/sh
+# One case of tests/tokenize-bad.sh (compressed), run as a test of its own.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/tokenize-bad.sh"

@@ -1,0 +1,3 @@
+#!/bin/sh
+# One case of tests/vocab-bad.sh (file_crlf), run as a test of its own.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/vocab-bad.sh"
