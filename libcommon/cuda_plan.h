@@ -77,6 +77,8 @@ typedef struct {
     int B, keep, dropout_on, has_labels, reference, backward;
     uint32_t loss_scale_bits;
 } agn_cuda_graph_key;
+/* REFERENCE: the kernel choice, any flags (model_cuda.cu: 1 reference
+ * kernels, 2 unfused attention). */
 agn_cuda_graph_key agn_cuda_graph_key_of(const agn_cuda_plan *p, int keep, int backward,
                                          float loss_scale, int reference);
 int agn_cuda_graph_key_equal(const agn_cuda_graph_key *a, const agn_cuda_graph_key *b);

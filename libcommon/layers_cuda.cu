@@ -28,6 +28,12 @@ extern "C" int agn_cuda_reference(void)
 
 extern "C" void agn_cuda_set_reference(int on) { g_reference = on ? 1 : 0; }
 
+static int g_unfused = 0;
+
+extern "C" void agn_cuda_set_unfused(int on) { g_unfused = on ? 1 : 0; }
+
+extern "C" int agn_cuda_unfused(void) { return g_unfused; }
+
 /* ---- launch helpers -------------------------------------------------------------- */
 
 #define THREADS 256
@@ -492,14 +498,200 @@ __global__ void attention_forward_fast(float *out, float *att, const float *qkv,
     }
 }
 
+
+/* fused: a block per (example, head) and a share of its query rows, with
+ * that example-head's keys and values staged in shared memory (rows padded
+ * to hd + 1 floats: lanes reading one channel of consecutive rows hit
+ * different banks), each warp's scores and query (or output gradient) row
+ * in shared memory too; the probabilities still go to att, which the
+ * backward pass reads.  Used when MAXK (a bound on every len[b]) fits. */
+static size_t fused_smem(int maxk, int hd, int nw)
+{
+    return ((size_t)2 * maxk * (hd + 1) + (size_t)nw * maxk + (size_t)nw * hd) * sizeof(float);
+}
+
+/* the shared memory a block may have (opt-in maximum), once */
+static size_t smem_limit(void)
+{
+    static int limit = -1;
+    if (limit < 0) {
+        int dev = 0, v = 48 * 1024;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+            cudaGetLastError();
+            v = 48 * 1024;
+        }
+        limit = v;
+    }
+    return (size_t)limit;
+}
+
+__device__ __forceinline__ void stage_kv(float *Ks, float *Vs, const float *K0, const float *V0,
+                                         int nk, int hd, int D3)
+{
+    const int hp = hd + 1;
+    for (int idx = threadIdx.x; idx < nk * hd; idx += blockDim.x) {
+        int j = idx / hd, d = idx % hd;
+        Ks[j * hp + d] = K0[(size_t)j * D3 + d];
+        Vs[j * hp + d] = V0[(size_t)j * D3 + d];
+    }
+}
+
+__global__ void attention_forward_fused(float *out, float *att, const float *qkv, att_args a, int maxk)
+{
+    extern __shared__ float sm[];
+    const int hd = a.D / a.H, D3 = 3 * a.D, hp = hd + 1;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float *Ks = sm, *Vs = Ks + (size_t)maxk * hp, *Ps = Vs + (size_t)maxk * hp + (size_t)warp * maxk;
+    float *Qs = sm + (size_t)2 * maxk * hp + (size_t)nw * maxk + (size_t)warp * hd;
+    for (long bh = blockIdx.y; bh < (long)a.B * a.H; bh += gridDim.y) {
+        int b = (int)(bh / a.H), h = (int)(bh % a.H);
+        int n = a.len[b], nk = a.nkey ? a.nkey[b] : n;
+        if ((int)blockIdx.x * nw >= n) continue; /* no row of this example for this block */
+        const float *K0 = qkv + (size_t)a.start[b] * D3 + a.D + h * hd, *V0 = K0 + a.D;
+        __syncthreads(); /* the last example-head is done with the staged rows */
+        stage_kv(Ks, Vs, K0, V0, nk, hd, D3);
+        __syncthreads();
+        for (int i = blockIdx.x * nw + warp; i < n; i += gridDim.x * nw) {
+            float *Y = out + (size_t)(a.start[b] + i) * a.D + h * hd;
+            if (nk == 0) {
+                for (int d = lane; d < hd; d += 32) Y[d] = 0.0f;
+                continue;
+            }
+            const float *Q = qkv + (size_t)(a.start[b] + i) * D3 + h * hd;
+            float *P = att + a.att_off[b] + ((size_t)h * n + i) * nk;
+            for (int d = lane; d < hd; d += 32) Qs[d] = Q[d];
+            __syncwarp();
+            float mx = -INFINITY;
+            for (int j = lane; j < nk; j += 32) {
+                float sc = 0.0f;
+                for (int d = 0; d < hd; d++) sc += Qs[d] * Ks[j * hp + d];
+                sc = scale * sc;
+                Ps[j] = sc;
+                mx = fmaxf(mx, sc);
+            }
+            mx = warp_max(mx);
+            float sum = 0.0f;
+            for (int j = lane; j < nk; j += 32) {
+                float e = agn_expf_d(Ps[j] - mx);
+                Ps[j] = e;
+                sum += e;
+            }
+            float inv = 1.0f / warp_sum(sum);
+            for (int j = lane; j < nk; j += 32) {
+                float pj = Ps[j] * inv;
+                Ps[j] = pj;
+                P[j] = pj;
+            }
+            __syncwarp();
+            for (int d = lane; d < hd; d += 32) {
+                float acc = 0.0f;
+                for (int j = 0; j < nk; j++) acc += Ps[j] * Vs[j * hp + d];
+                Y[d] = acc;
+            }
+            __syncwarp();
+        }
+    }
+}
+
+__global__ void attention_backward_q_fused(float *dqkv, float *datt, const float *dout,
+                                           const float *qkv, const float *att, att_args a, int maxk)
+{
+    extern __shared__ float sm[];
+    const int hd = a.D / a.H, D3 = 3 * a.D, hp = hd + 1;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float *Ks = sm, *Vs = Ks + (size_t)maxk * hp, *Ss = Vs + (size_t)maxk * hp + (size_t)warp * maxk;
+    float *Ys = sm + (size_t)2 * maxk * hp + (size_t)nw * maxk + (size_t)warp * hd;
+    for (long bh = blockIdx.y; bh < (long)a.B * a.H; bh += gridDim.y) {
+        int b = (int)(bh / a.H), h = (int)(bh % a.H);
+        int n = a.len[b], nk = a.nkey ? a.nkey[b] : n;
+        if ((int)blockIdx.x * nw >= n) continue; /* no row of this example for this block */
+        const float *K0 = qkv + (size_t)a.start[b] * D3 + a.D + h * hd, *V0 = K0 + a.D;
+        __syncthreads();
+        stage_kv(Ks, Vs, K0, V0, nk, hd, D3);
+        __syncthreads();
+        for (int i = blockIdx.x * nw + warp; i < n; i += gridDim.x * nw) {
+            float *dQ = dqkv + (size_t)(a.start[b] + i) * D3 + h * hd;
+            if (nk == 0) {
+                for (int d = lane; d < hd; d += 32) dQ[d] = 0.0f;
+                continue;
+            }
+            const float *dY = dout + (size_t)(a.start[b] + i) * a.D + h * hd;
+            const float *P = att + a.att_off[b] + ((size_t)h * n + i) * nk;
+            float *dS = datt + a.att_off[b] + ((size_t)h * n + i) * nk;
+            for (int d = lane; d < hd; d += 32) Ys[d] = dY[d];
+            __syncwarp();
+            float rowdot = 0.0f;
+            for (int j = lane; j < nk; j += 32) {
+                float dp = 0.0f;
+                for (int d = 0; d < hd; d++) dp += Ys[d] * Vs[j * hp + d];
+                Ss[j] = dp;
+                rowdot += P[j] * dp;
+            }
+            rowdot = warp_sum(rowdot);
+            for (int j = lane; j < nk; j += 32) {
+                float v = P[j] * (Ss[j] - rowdot) * scale;
+                Ss[j] = v;
+                dS[j] = v;
+            }
+            __syncwarp();
+            for (int d = lane; d < hd; d += 32) {
+                float acc = 0.0f;
+                for (int j = 0; j < nk; j++) acc += Ss[j] * Ks[j * hp + d];
+                dQ[d] = acc;
+            }
+            __syncwarp();
+        }
+    }
+}
+
+/* whether the fused kernels take this shape; sets their shared memory */
+static int fused_ok(int maxk, int D, int H, size_t *bytes)
+{
+    if (g_unfused || maxk <= 0 || maxk > 256) return 0;
+    *bytes = fused_smem(maxk, D / H, WARPS_PER_BLOCK);
+    if (*bytes > smem_limit()) return 0;
+    static size_t set_fwd = 0, set_bwd = 0;
+    if (*bytes > 48 * 1024 && *bytes > set_fwd) {
+        if (cudaFuncSetAttribute(attention_forward_fused, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)*bytes) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        set_fwd = *bytes;
+    }
+    if (*bytes > 48 * 1024 && *bytes > set_bwd) {
+        if (cudaFuncSetAttribute(attention_backward_q_fused, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)*bytes) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        set_bwd = *bytes;
+    }
+    return 1;
+}
+
+/* query rows per block of the fused kernels: 8 per warp */
+static unsigned fused_grid_x(int maxk)
+{
+    int per = WARPS_PER_BLOCK * 8;
+    return (unsigned)((maxk + per - 1) / per);
+}
+
 extern "C" int agn_attention_forward_cuda(float *out, float *att, const float *qkv,
                                           const int *start, const int *len, const int *nkey,
                                           const size_t *att_off, int B, int D, int H,
-                                          cudaStream_t s)
+                                          int max_len, cudaStream_t s)
 {
     if (B <= 0) return 0;
     att_args a = {start, len, nkey, att_off, B, D, H};
-    if (agn_cuda_reference()) {
+    size_t smem;
+    if (!agn_cuda_reference() && fused_ok(max_len, D, H, &smem)) {
+        dim3 grid(fused_grid_x(max_len), grid_y((long)B * H));
+        attention_forward_fused<<<grid, 32 * WARPS_PER_BLOCK, smem, s>>>(out, att, qkv, a, max_len);
+    } else if (agn_cuda_reference()) {
         dim3 grid(4, grid_y((long)B * H));
         attention_forward_ref<<<grid, 64, 0, s>>>(out, att, qkv, a);
     } else {
@@ -652,11 +844,17 @@ extern "C" int agn_attention_backward_to_cuda(float *dqkv, float *datt, const fl
                                               const float *qkv, const float *att,
                                               const int *start, const int *len, const int *nkey,
                                               const size_t *att_off, int B, int D, int H,
-                                              cudaStream_t s)
+                                              int max_len, cudaStream_t s)
 {
     if (B <= 0) return 0;
     att_args a = {start, len, nkey, att_off, B, D, H};
-    if (agn_cuda_reference()) {
+    size_t smem;
+    if (!agn_cuda_reference() && fused_ok(max_len, D, H, &smem)) {
+        dim3 grid(fused_grid_x(max_len), grid_y((long)B * H)), kv(16, grid_y((long)B * H));
+        attention_backward_q_fused<<<grid, 32 * WARPS_PER_BLOCK, smem, s>>>(dqkv, datt, dout, qkv, att, a, max_len);
+        LAUNCHED();
+        attention_backward_kv_fast<<<kv, 32 * WARPS_PER_BLOCK, 0, s>>>(dqkv, datt, dout, qkv, att, a);
+    } else if (agn_cuda_reference()) {
         dim3 grid(4, grid_y((long)B * H));
         attention_backward_q_ref<<<grid, 64, 0, s>>>(dqkv, datt, dout, qkv, att, a);
         LAUNCHED();

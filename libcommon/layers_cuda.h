@@ -91,15 +91,25 @@ int agn_bias_backward_cuda(float *dbias, const float *dout, int N, int C, int ld
                            const agn_cuda_ws *ws, cudaStream_t s);
 
 /* ---- attention (layers_cpu.h: layouts of qkv, att, att_off) -----------------
- * start, len, nkey [B] int and att_off [B] size_t are device memory. */
+ * start, len, nkey [B] int and att_off [B] size_t are device memory;
+ * MAX_LEN bounds every len[b] (the model's max_len).  Three kernels: the
+ * reference (a thread per (example, head, row)); for MAX_LEN <= 256 when
+ * its keys and values fit in shared memory, the fused one (a block per
+ * example-head stages them, scores stay in shared memory until the
+ * probabilities are written to att for the backward pass); else a warp per
+ * row reading them from global memory. */
 int agn_attention_forward_cuda(float *out, float *att, const float *qkv, const int *start,
                                const int *len, const int *nkey, const size_t *att_off, int B,
-                               int D, int H, cudaStream_t s);
+                               int D, int H, int max_len, cudaStream_t s);
 /* Writes every row of dqkv of every example (the _to form of the CPU). */
 int agn_attention_backward_to_cuda(float *dqkv, float *datt, const float *dout, const float *qkv,
                                    const float *att, const int *start, const int *len,
                                    const int *nkey, const size_t *att_off, int B, int D, int H,
-                                   cudaStream_t s);
+                                   int max_len, cudaStream_t s);
+/* Forces the warp-per-row kernels even where the fused ones fit (tests
+ * compare the three); 0 restores the choice. */
+void agn_cuda_set_unfused(int on);
+int agn_cuda_unfused(void);
 
 /* ---- GELU, tanh approximation ------------------------------------------------ */
 int agn_gelu_forward_cuda(float *out, const float *inp, size_t n, cudaStream_t s);

@@ -395,7 +395,8 @@ static int issue_forward(agn_model *m)
         CK(agn_layernorm_forward_cuda(la->ln1, la->ln1_mean, la->ln1_rstd, x, w.ln1w, w.ln1b, N, D, s));
         CK(agn_matmul_forward_cuda(c->mm, la->qkv, la->ln1, w.qkvw, w.qkvw16, w.qkvb, N, D, 3 * D, s));
         AGN_CUDA_CHECK(cudaMemsetAsync(la->atty, 0, ND * sizeof(float), s));
-        CK(agn_attention_forward_cuda(la->atty, la->att, la->qkv, start, len, nkey, att_off, B, D, H, s));
+        CK(agn_attention_forward_cuda(la->atty, la->att, la->qkv, start, len, nkey, att_off, B, D, H,
+                                      cfg->max_len, s));
         CK(agn_matmul_forward_cuda(c->mm, c->tmpD, la->atty, w.projw, w.projw16, w.projb, N, D, D, s));
         dr = drop_site(m, 1 + 2 * l);
         CK(agn_residual_forward_cuda(la->x1, x, c->tmpD, pl->dropout_on ? &dr : NULL, scale, N, D, s));
@@ -509,7 +510,7 @@ static int issue_backward(agn_model *m, float loss_scale)
         /* rows of no example (padding) must hold 0, not the last batch's */
         AGN_CUDA_CHECK(cudaMemsetAsync(c->dqkv, 0, 3 * ND * sizeof(float), s));
         CK(agn_attention_backward_to_cuda(c->dqkv, c->datt, c->dB, la->qkv, la->att, start, len,
-                                          nkey, att_off, B, D, H, s));
+                                          nkey, att_off, B, D, H, cfg->max_len, s));
         CK(agn_matmul_backward_cuda(c->mm, c->dA, dw.qkvw, c->dqkv, la->ln1, w.qkvw, w.qkvw16, N, D,
                                     3 * D, 0, s));
         /* the key third of the bias gradient is exactly 0 (model.h) */
@@ -554,8 +555,9 @@ static int run_sequence(agn_model *m, int backward, float loss_scale)
     cuda_impl *c = IMPL(m);
     c->capturing = 0;
     if (!c->use_graphs) return backward ? issue_backward(m, loss_scale) : issue_forward(m);
+    /* the kernel choice (reference, unfused attention) is part of the key */
     agn_cuda_graph_key key = agn_cuda_graph_key_of(&c->plan, c->kept, backward, loss_scale,
-                                                   agn_cuda_reference());
+                                                   agn_cuda_reference() | agn_cuda_unfused() << 1);
     graph_entry *ge = NULL;
     for (int i = 0; i < c->n_graphs; i++)
         if (agn_cuda_graph_key_equal(&c->graphs[i].key, &key)) ge = &c->graphs[i];
