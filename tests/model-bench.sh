@@ -3,7 +3,8 @@
 # does not rot between benchmark runs): a hand-written token stream, a
 # vocabulary and a shard, then one training step of each padding mode and
 # one inference pass of tests/bench/bench-model on the small config, each
-# printing its key=value line with a positive throughput.
+# printing its key=value line with a positive throughput; --backend cuda
+# runs where a GPU is and otherwise exits 1 naming the reason.
 . "${top_srcdir:-.}/tests/setup.sh"
 bench=$top_builddir/tests/bench/bench-model
 [ -x "$bench" ] || skip "tests/bench/bench-model not built"
@@ -21,6 +22,24 @@ for mode in "" --pad-to-max --dense --infer "--infer --dense"; do
     grep -Eq 'samples_per_s=[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model $mode: no throughput"; }
 done
 ok "bench-model runs in every mode"
+"$bench" -c small -t 1 -s 1 -w 0 -b 8 --backend cpu --precision fp32 train-00000.agns > out.txt ||
+    fail "bench-model --backend cpu failed"
+grep -q 'backend=cpu precision=fp32 ' out.txt || { cat out.txt; fail "bench-model: no backend in its line"; }
+# the CUDA backend: a throughput where a GPU is, else exit 1 saying why
+set +e
+"$bench" -c small -s 1 -w 0 -b 8 --backend cuda train-00000.agns > out.txt 2> err.txt
+rc=$?
+set -e
+if [ $rc -eq 0 ]; then
+    grep -Eq 'backend=cuda precision=bf16 .*samples_per_s=[0-9]*[1-9]' out.txt ||
+        { cat out.txt; fail "bench-model --backend cuda: no throughput"; }
+    ok "bench-model runs on the CUDA backend"
+else
+    [ $rc -eq 1 ] || { cat err.txt >&2; fail "bench-model --backend cuda exited $rc, expected 0 or 1"; }
+    grep -Eq 'CUDA (device|backend)' err.txt || { cat err.txt >&2; fail "bench-model --backend cuda: no reason given"; }
+    ok "bench-model --backend cuda without a GPU: $(cat err.txt)"
+fi
 expect_fail 2 "no shards" "$bench" -c small
 expect_fail 2 "small or large" "$bench" -c huge train-00000.agns
+expect_fail 2 "fp32 or bf16" "$bench" --precision fp16 train-00000.agns
 ok "bench-model usage errors"
