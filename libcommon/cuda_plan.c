@@ -150,6 +150,37 @@ int agn_cuda_plan_batch(agn_cuda_plan *p, void *block, const agn_cuda_index_layo
     return 0;
 }
 
+unsigned agn_cuda_grid_1d(size_t n, int threads)
+{
+    if (threads < 1) threads = 1;
+    size_t b = (n + (size_t)threads - 1) / (size_t)threads;
+    if (b < 1) b = 1;
+    if (b > ((size_t)1 << 18)) b = (size_t)1 << 18;
+    return (unsigned)b;
+}
+
+size_t agn_cuda_attention_smem(int maxk, int hd, int nw)
+{
+    return ((size_t)2 * maxk * (hd + 1) + (size_t)nw * maxk + (size_t)nw * hd) * sizeof(float);
+}
+
+int agn_cuda_attention_fused_fits(int maxk, int hd, int nw, size_t limit)
+{
+    return maxk >= 1 && maxk <= 256 && hd >= 1 && agn_cuda_attention_smem(maxk, hd, nw) <= limit;
+}
+
+unsigned agn_cuda_attention_row_blocks(int maxk, int nw)
+{
+    int per = nw * 8;
+    return maxk < 1 ? 1u : (unsigned)((maxk + per - 1) / per);
+}
+
+size_t agn_cuda_colsum_floats(int max_rows, int max_cols)
+{
+    size_t chunks = ((size_t)(max_rows > 0 ? max_rows : 1) + 255) / 256;
+    return 2 * chunks * (size_t)(max_cols > 0 ? max_cols : 1) + 64;
+}
+
 agn_cuda_graph_key agn_cuda_graph_key_of(const agn_cuda_plan *p, int keep, int backward,
                                          float loss_scale, int reference)
 {

@@ -71,6 +71,24 @@ int agn_cuda_plan_batch(agn_cuda_plan *p, void *block, const agn_cuda_index_layo
 int agn_group_rows(const int32_t *keys, int N, int nkeys, int32_t *rows, int32_t *start,
                    int32_t *key, int *count);
 
+/* ---- launch arithmetic of the kernels (layers_cuda.cu) ---------------------- */
+
+/* Blocks of THREADS for a grid-stride loop over N elements: at least 1, at
+ * most 2^18 (each thread then loops). */
+unsigned agn_cuda_grid_1d(size_t n, int threads);
+/* Bytes of shared memory of the fused attention kernels: keys and values of
+ * MAXK rows of HD floats padded to HD + 1, plus a score row of MAXK and a
+ * query row of HD per warp (NW warps). */
+size_t agn_cuda_attention_smem(int maxk, int hd, int nw);
+/* Whether the fused attention kernels take MAXK keys of head size HD with
+ * NW warps per block, given LIMIT bytes of shared memory per block. */
+int agn_cuda_attention_fused_fits(int maxk, int hd, int nw, size_t limit);
+/* Blocks per example-head of the fused kernels: 8 query rows per warp. */
+unsigned agn_cuda_attention_row_blocks(int maxk, int nw);
+/* Floats of the column-sum workspace for up to MAX_ROWS x MAX_COLS: two
+ * sums per column per 256-row chunk. */
+size_t agn_cuda_colsum_floats(int max_rows, int max_cols);
+
 /* What a captured graph depends on besides addresses; equal keys replay. */
 typedef struct {
     long Npad;

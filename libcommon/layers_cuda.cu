@@ -6,6 +6,9 @@
  * shape, partial sums added in index order), never with atomics. */
 #include "config.h"
 #include "layers_cuda.h"
+extern "C" {
+#include "cuda_plan.h"
+}
 #include "cuda_check.h"
 #include "rng.h"
 
@@ -41,14 +44,8 @@ extern "C" int agn_cuda_unfused(void) { return g_unfused; }
 #define CS_ROWS 256 /* rows per partial sum of the fast column sums */
 #define CS_TY 8     /* threads per column in a partial sum */
 
-/* blocks for a grid-stride loop over n elements */
-static unsigned grid_for(size_t n, int threads)
-{
-    size_t b = (n + (size_t)threads - 1) / (size_t)threads;
-    if (b < 1) b = 1;
-    if (b > 65536 * 4) b = 65536 * 4;
-    return (unsigned)b;
-}
+/* blocks for a grid-stride loop over n elements (cuda_plan.c) */
+static unsigned grid_for(size_t n, int threads) { return agn_cuda_grid_1d(n, threads); }
 
 static unsigned grid_y(long n) { return (unsigned)(n < 1 ? 1 : n > 65535 ? 65535 : n); }
 
@@ -94,8 +91,7 @@ __device__ __forceinline__ int dropout_keep(const agn_dropout_cuda &d, int r, in
 
 extern "C" size_t agn_cuda_ws_floats(int max_rows, int max_cols)
 {
-    size_t chunks = ((size_t)(max_rows > 0 ? max_rows : 1) + CS_ROWS - 1) / CS_ROWS;
-    return 2 * chunks * (size_t)(max_cols > 0 ? max_cols : 1) + 64;
+    return agn_cuda_colsum_floats(max_rows, max_cols);
 }
 
 /* ---- embedding ------------------------------------------------------------------------ */
@@ -505,11 +501,6 @@ __global__ void attention_forward_fast(float *out, float *att, const float *qkv,
  * different banks), each warp's scores and query (or output gradient) row
  * in shared memory too; the probabilities still go to att, which the
  * backward pass reads.  Used when MAXK (a bound on every len[b]) fits. */
-static size_t fused_smem(int maxk, int hd, int nw)
-{
-    return ((size_t)2 * maxk * (hd + 1) + (size_t)nw * maxk + (size_t)nw * hd) * sizeof(float);
-}
-
 /* the shared memory a block may have (opt-in maximum), once */
 static size_t smem_limit(void)
 {
@@ -650,9 +641,8 @@ __global__ void attention_backward_q_fused(float *dqkv, float *datt, const float
 /* whether the fused kernels take this shape; sets their shared memory */
 static int fused_ok(int maxk, int D, int H, size_t *bytes)
 {
-    if (g_unfused || maxk <= 0 || maxk > 256) return 0;
-    *bytes = fused_smem(maxk, D / H, WARPS_PER_BLOCK);
-    if (*bytes > smem_limit()) return 0;
+    if (g_unfused || !agn_cuda_attention_fused_fits(maxk, D / H, WARPS_PER_BLOCK, smem_limit())) return 0;
+    *bytes = agn_cuda_attention_smem(maxk, D / H, WARPS_PER_BLOCK);
     static size_t set_fwd = 0, set_bwd = 0;
     if (*bytes > 48 * 1024 && *bytes > set_fwd) {
         if (cudaFuncSetAttribute(attention_forward_fused, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -673,12 +663,8 @@ static int fused_ok(int maxk, int D, int H, size_t *bytes)
     return 1;
 }
 
-/* query rows per block of the fused kernels: 8 per warp */
-static unsigned fused_grid_x(int maxk)
-{
-    int per = WARPS_PER_BLOCK * 8;
-    return (unsigned)((maxk + per - 1) / per);
-}
+/* query rows per block of the fused kernels: 8 per warp (cuda_plan.c) */
+static unsigned fused_grid_x(int maxk) { return agn_cuda_attention_row_blocks(maxk, WARPS_PER_BLOCK); }
 
 extern "C" int agn_attention_forward_cuda(float *out, float *att, const float *qkv,
                                           const int *start, const int *len, const int *nkey,

@@ -5,7 +5,8 @@
  * rows, rows of one token and of max_len tokens, out-of-range ids), the
  * row groups of the embedding gradient (every real row exactly once, keys
  * ascending, rows ascending inside a group, padding rows in none), the
- * dropout keys (rng.h), and the graph keys. */
+ * dropout keys (rng.h), the graph keys, and the launch arithmetic (grids,
+ * the fused attention's shared memory and when it fits). */
 #include "config.h"
 #include "cuda_plan.h"
 #include "model.h"
@@ -263,8 +264,33 @@ static void test_graph_keys(void)
     EXPECT(!agn_cuda_graph_key_equal(&a, &b), "dropout on and off share a graph");
 }
 
+static void test_launch(void)
+{
+    EXPECT(agn_cuda_grid_1d(0, 256) == 1, "grid of 0 elements: 1 block");
+    EXPECT(agn_cuda_grid_1d(256, 256) == 1, "grid of 256: 1 block");
+    EXPECT(agn_cuda_grid_1d(257, 256) == 2, "grid of 257: 2 blocks");
+    EXPECT(agn_cuda_grid_1d((size_t)1 << 40, 256) == 1u << 18, "grid capped at 2^18 blocks");
+    /* fused attention: 2 x 256 x 65 + 4 x 256 + 4 x 64 floats at hd 64, T 256 */
+    EXPECT(agn_cuda_attention_smem(256, 64, 4) == (size_t)(2 * 256 * 65 + 1024 + 256) * 4,
+           "shared memory of the fused attention: %zu bytes", agn_cuda_attention_smem(256, 64, 4));
+    const size_t h100 = 232448; /* opt-in shared memory per block, sm_90 */
+    EXPECT(agn_cuda_attention_fused_fits(256, 64, 4, h100), "T 256, hd 64 fits sm_90");
+    EXPECT(!agn_cuda_attention_fused_fits(256, 128, 4, h100), "T 256, hd 128 (264 KiB) fits sm_90");
+    EXPECT(agn_cuda_attention_fused_fits(128, 128, 4, h100), "T 128, hd 128 does not fit sm_90");
+    EXPECT(!agn_cuda_attention_fused_fits(257, 8, 4, h100), "T 257 takes the fused kernel");
+    EXPECT(!agn_cuda_attention_fused_fits(0, 8, 4, h100), "T 0 takes the fused kernel");
+    EXPECT(agn_cuda_attention_fused_fits(128, 32, 4, 48 * 1024), "T 128, hd 32 needs no opt-in");
+    EXPECT(agn_cuda_attention_row_blocks(256, 4) == 8 && agn_cuda_attention_row_blocks(1, 4) == 1 &&
+               agn_cuda_attention_row_blocks(33, 4) == 2,
+           "row blocks of the fused attention");
+    /* column sums: 2 sums x ceil(rows / 256) chunks x columns */
+    EXPECT(agn_cuda_colsum_floats(512, 10) >= 2 * 2 * 10 && agn_cuda_colsum_floats(513, 10) >= 2 * 3 * 10,
+           "column-sum workspace too small");
+}
+
 int main(void)
 {
+    test_launch();
     test_buckets();
     test_layout();
     test_group_rows();

@@ -536,8 +536,8 @@ static void test_optim(void)
                            .weight_decay = 0.01f, .coef = step == 1 ? 0.5f : 1.0f, .step = step};
         agn_adamw_pieces(p, m, v, g, pieces, 2, &a);
         double t = (double)step + 1.0;
-        double bc1 = 1.0 - pow(0.9, t), bc2 = 1.0 - pow((double)0.999f, t);
-        bc1 = 1.0 - pow((double)0.9f, t);
+        /* optim.c's constants: pow of the float betas in double */
+        double bc1 = 1.0 - pow((double)a.beta1, t), bc2 = 1.0 - pow((double)a.beta2, t);
         for (int i = 0; i < 2; i++) {
             float decay = pieces[i].decay ? 1.0f - a.lr * a.weight_decay : 1.0f;
             size_t o = pieces[i].offset;
