@@ -74,6 +74,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) return agn_usage_error("no shards given");
+    if (pname && strcmp(pname, "fp32") != 0 && strcmp(pname, "bf16") != 0)
+        return agn_usage_error("--precision: fp32 or bf16, not '%s'", pname);
     agn_model_config cfg = {.dropout = 0.1f, .n_heads = 4};
     if (strcmp(cname, "small") == 0) {
         cfg.max_len = 128; cfg.d_model = 128; cfg.n_layers = 2; cfg.d_ff = 512;
@@ -107,9 +109,7 @@ int main(int argc, char **argv)
         return 1;
     }
     agn_precision prec = ops->host_memory ? AGN_PREC_FP32 : AGN_PREC_BF16;
-    if (pname && strcmp(pname, "fp32") == 0) prec = AGN_PREC_FP32;
-    else if (pname && strcmp(pname, "bf16") == 0) prec = AGN_PREC_BF16;
-    else if (pname) return agn_usage_error("--precision: fp32 or bf16, not '%s'", pname);
+    if (pname) prec = strcmp(pname, "bf16") == 0 ? AGN_PREC_BF16 : AGN_PREC_FP32;
     agn_model m;
     if (agn_model_create_on(&m, &cfg, (int)batch, ops, 0, prec) != 0 ||
         agn_model_init_weights(&m, 1) != 0 || agn_model_alloc_optim(&m) != 0) {
@@ -194,6 +194,9 @@ int main(int argc, char **argv)
         }
         if (rc != 0) {
             agn_warn_err();
+            free(ids); free(labels); free(exi); free(perm);
+            agn_model_free(&m);
+            agn_dataset_free(&ds);
             return 1;
         }
     }
