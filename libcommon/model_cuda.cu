@@ -16,8 +16,11 @@
  * CPU's points.  With graphs on (the default; AGN_CUDA_GRAPHS=0 or
  * agn_cuda_model_set_graphs turn them off), a sequence runs directly the
  * first time its key (bucket, batch size, dropout, labels, loss scale;
- * cuda_plan.h) is seen, is captured the second time and replayed after; the on_grad_ready calls of a replayed backward are then
- * made, in the same order, right after the launch.  wait() synchronises,
+ * cuda_plan.h) is seen, is captured the second time and replayed after.
+ * The backward pass is captured as one graph per grad-ready point, so a
+ * replay launches a segment, makes that point's on_grad_ready call, and
+ * launches the next: a transport still starts on each gradient as soon as
+ * it has been issued.  wait() synchronises,
  * copies the logits and the loss to m->logits and m->loss_sum, finishes
  * the pending sums of squares, and reports the device time between events
  * recorded around forward and backward.
@@ -52,11 +55,16 @@ typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *x1, *ln2, *ln2_mean, *ln2_rstd, *fch, *x2;
 } layer_acts;
 
+/* One key's graphs: the forward pass is one segment; the backward pass one
+ * segment per grad-ready point, each ending at it (mark[k], a tensor
+ * index), so that a replay makes the on_grad_ready calls between segment
+ * launches as the direct run does. */
 typedef struct {
     agn_cuda_graph_key key;
-    cudaGraphExec_t exec; /* NULL: seen once, run directly */
-    int *marks;           /* the grad-ready points of a backward, in order */
-    int n_marks;
+    int captured;           /* 0: seen once, run directly */
+    cudaGraphExec_t *segs;  /* [n_segs] */
+    int *mark;              /* [n_segs]: the grad-ready point ending segment k, or -1 */
+    int n_segs, cap_segs;
 } graph_entry;
 
 typedef struct {
@@ -100,12 +108,12 @@ typedef struct {
     int kept, have_forward;
     /* graphs */
     int use_graphs, capturing;
+    graph_entry *cap;   /* the entry being captured */
+    int cap_failed;     /* a segment's capture failed (message set) */
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs;
     long replayed;
     int captured_total;
-    int *marks; /* the grad-ready points recorded while capturing */
-    int n_marks, cap_marks;
 } cuda_impl;
 
 #define IMPL(m) ((cuda_impl *)(m)->impl)
@@ -114,12 +122,26 @@ static int tail_index(const agn_model *m) { return 2 + 12 * m->cfg.n_layers; }
 
 /* ---- creation and destruction ---------------------------------------------------- */
 
+static void free_entry(graph_entry *ge)
+{
+    for (int k = 0; k < ge->n_segs; k++)
+        if (ge->segs[k]) cudaGraphExecDestroy(ge->segs[k]);
+    free(ge->segs);
+    free(ge->mark);
+    memset(ge, 0, sizeof *ge);
+}
+
+/* an entry whose capture failed: its segments dropped, the key kept */
+static void graph_key_reset(graph_entry *ge)
+{
+    agn_cuda_graph_key key = ge->key;
+    free_entry(ge);
+    ge->key = key;
+}
+
 static void drop_graphs(cuda_impl *c)
 {
-    for (int i = 0; i < c->n_graphs; i++) {
-        if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
-        free(c->graphs[i].marks);
-    }
+    for (int i = 0; i < c->n_graphs; i++) free_entry(&c->graphs[i]);
     c->n_graphs = 0;
 }
 
@@ -129,7 +151,6 @@ static void cuda_destroy(agn_model *m)
     if (c) {
         if (c->stream) cudaStreamSynchronize(c->stream);
         drop_graphs(c);
-        free(c->marks);
         agn_mm_destroy(c->mm);
         cudaFree(c->moments);
         cudaFree(c->shadow);
@@ -418,18 +439,62 @@ static int issue_forward(agn_model *m)
     return 0;
 }
 
+/* Ends the segment being captured at grad-ready point MARK (-1: the end of
+ * the pass), instantiates and launches it; a capture of the next segment
+ * begins unless LAST.  Failures are kept in c->cap_failed (the pass goes on
+ * issuing, uncaptured, and run_sequence reports them). */
+static void end_segment(agn_model *m, int mark, int last)
+{
+    cuda_impl *c = IMPL(m);
+    graph_entry *ge = c->cap;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+    size_t nodes = 0;
+    if (e == cudaSuccess && graph) e = cudaGraphGetNodes(graph, NULL, &nodes);
+    /* a segment with work, or an empty one that still carries a mark (no
+     * launch, only the call) */
+    if (e == cudaSuccess && (nodes > 0 || mark >= 0)) {
+        if (ge->n_segs == ge->cap_segs) {
+            int cap = ge->cap_segs ? 2 * ge->cap_segs : 16;
+            cudaGraphExec_t *sg = (cudaGraphExec_t *)realloc(ge->segs, (size_t)cap * sizeof *sg);
+            int *mk = sg ? (int *)realloc(ge->mark, (size_t)cap * sizeof *mk) : NULL;
+            if (sg) ge->segs = sg;
+            if (mk) ge->mark = mk;
+            if (!sg || !mk) e = cudaErrorMemoryAllocation;
+            else ge->cap_segs = cap;
+        }
+        cudaGraphExec_t exec = NULL;
+        if (e == cudaSuccess && nodes > 0) e = cudaGraphInstantiate(&exec, graph, 0);
+        if (e == cudaSuccess) {
+            ge->segs[ge->n_segs] = exec;
+            ge->mark[ge->n_segs] = mark;
+            ge->n_segs++;
+            if (exec) e = cudaGraphLaunch(exec, c->stream);
+        }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess && !c->cap_failed) {
+        cudaGetLastError();
+        c->cap_failed = 1;
+        agn_seterr("capturing a CUDA graph: %s", cudaGetErrorString(e));
+    }
+    if (mark >= 0 && m->on_grad_ready)
+        m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[mark].offset);
+    if (!last && !c->cap_failed) {
+        e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+        if (e != cudaSuccess) {
+            c->cap_failed = 1;
+            agn_seterr("capturing a CUDA graph: %s", cudaGetErrorString(e));
+        }
+    }
+    if (c->cap_failed) c->capturing = 0; /* the rest runs directly */
+}
+
 static void grad_ready(agn_model *m, int tensor_index)
 {
     cuda_impl *c = IMPL(m);
     if (c->capturing) {
-        if (c->n_marks == c->cap_marks) {
-            int cap = c->cap_marks ? 2 * c->cap_marks : 64;
-            int *mk = (int *)realloc(c->marks, (size_t)cap * sizeof(int));
-            if (!mk) return; /* run_sequence checks the count */
-            c->marks = mk;
-            c->cap_marks = cap;
-        }
-        c->marks[c->n_marks++] = tensor_index;
+        end_segment(m, tensor_index, 0);
         return;
     }
     if (m->on_grad_ready) m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[tensor_index].offset);
@@ -548,8 +613,9 @@ static int expected_marks(const agn_model *m) { return 3 + 6 * m->cfg.n_layers; 
 
 /* Runs the forward (BACKWARD 0) or backward sequence: directly when graphs
  * are off or the key is new (which also loads the kernels and picks the
- * products' algorithms outside any capture), captured into a graph the
- * second time a key is seen, replayed from then on. */
+ * products' algorithms outside any capture), captured the second time a key
+ * is seen (and run as it is captured, segment by segment), replayed from
+ * then on: segment k, then its grad-ready call, in order. */
 static int run_sequence(agn_model *m, int backward, float loss_scale)
 {
     cuda_impl *c = IMPL(m);
@@ -571,49 +637,42 @@ static int run_sequence(agn_model *m, int backward, float loss_scale)
         ge->key = key;
         return backward ? issue_backward(m, loss_scale) : issue_forward(m);
     }
-    if (!ge->exec) { /* second sight: capture */
-        c->n_marks = 0;
+    if (!ge->captured) { /* second sight: capture, segment by segment */
+        c->cap = ge;
+        c->cap_failed = 0;
         AGN_CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
         c->capturing = 1;
         int rc = backward ? issue_backward(m, loss_scale) : issue_forward(m);
-        c->capturing = 0;
-        cudaGraph_t graph = NULL;
-        cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
-        if (rc != 0 || e != cudaSuccess) {
-            if (graph) cudaGraphDestroy(graph);
-            cudaGetLastError();
-            if (rc != 0) return -1;
-            return agn_seterr("capturing the %s pass in a CUDA graph: %s",
-                              backward ? "backward" : "forward", cudaGetErrorString(e));
+        char why[512];
+        snprintf(why, sizeof why, "%s", rc != 0 ? agn_errmsg() : "");
+        if (c->capturing) {
+            c->capturing = 0;
+            end_segment(m, -1, 1);
         }
-        if (backward && c->n_marks != expected_marks(m)) {
-            cudaGraphDestroy(graph);
-            return agn_seterr("captured backward pass made %d grad-ready points, not %d",
-                              c->n_marks, expected_marks(m));
+        if (rc != 0) agn_seterr("%s", why); /* the first failure, not the capture's end */
+        c->cap = NULL;
+        int marks = 0;
+        for (int k = 0; k < ge->n_segs; k++) marks += ge->mark[k] >= 0;
+        if (rc == 0 && !c->cap_failed && backward && marks != expected_marks(m))
+            rc = agn_seterr("captured backward pass made %d grad-ready points, not %d", marks,
+                            expected_marks(m));
+        if (rc != 0 || c->cap_failed) {
+            /* what was issued has run (directly or as launched segments);
+             * the key starts over */
+            cudaStreamSynchronize(c->stream);
+            graph_key_reset(ge);
+            return -1;
         }
-        cudaGraphExec_t exec;
-        e = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        if (e != cudaSuccess)
-            return agn_seterr("instantiating a CUDA graph: %s", cudaGetErrorString(e));
-        if (backward) {
-            ge->marks = (int *)malloc((size_t)c->n_marks * sizeof(int));
-            if (!ge->marks) {
-                cudaGraphExecDestroy(exec);
-                return agn_seterr("out of memory");
-            }
-            memcpy(ge->marks, c->marks, (size_t)c->n_marks * sizeof(int));
-            ge->n_marks = c->n_marks;
-        }
-        ge->exec = exec;
+        ge->captured = 1;
         c->captured_total++;
-    } else {
-        c->replayed++;
+        return 0;
     }
-    AGN_CUDA_CHECK(cudaGraphLaunch(ge->exec, c->stream));
-    if (backward && m->on_grad_ready)
-        for (int i = 0; i < ge->n_marks; i++)
-            m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[ge->marks[i]].offset);
+    c->replayed++;
+    for (int k = 0; k < ge->n_segs; k++) {
+        if (ge->segs[k]) AGN_CUDA_CHECK(cudaGraphLaunch(ge->segs[k], c->stream));
+        if (ge->mark[k] >= 0 && m->on_grad_ready)
+            m->on_grad_ready(m->on_grad_ready_ctx, m->tensors[ge->mark[k]].offset);
+    }
     return 0;
 }
 
