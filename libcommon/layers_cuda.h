@@ -162,6 +162,14 @@ size_t agn_sumsq_scratch(size_t n);
 int agn_sumsq_cuda(double *out, const float *x, size_t n, double *scratch, cudaStream_t s);
 /* x[0 .. n) *= coef */
 int agn_scale_cuda(float *x, size_t n, float coef, cudaStream_t s);
+/* Many short spans in one launch, a block per span: SPANS is device memory
+ * holding n triples (offset, count, slot) of size_t, spans of BASE.
+ * out[slot] (device doubles) = the sum of squares of the span, in double, a
+ * fixed tree; or every span *= coef (slot unused).  For long spans (a
+ * block each would be slow) use the calls above. */
+int agn_sumsq_spans_cuda(double *out, const float *base, const size_t *spans, int n,
+                         cudaStream_t s);
+int agn_scale_spans_cuda(float *base, const size_t *spans, int n, float coef, cudaStream_t s);
 /* gather: dst row i = src row rows[i]; scatter: dst row rows[i] = src row i;
  * src NULL (scatter): dst row rows[i] = 0.  ROWS is device memory. */
 int agn_rows_cuda(float *dst, const float *src, const int32_t *rows, size_t n, size_t dim,

@@ -48,7 +48,8 @@ extern "C" {
 #include <string.h>
 
 #define MAX_GRAPHS 64
-#define SUMSQ_SLOTS 8192
+#define SUMSQ_SLOTS 1024  /* initial; grows */
+#define SHORT_SPAN 65536  /* spans up to this long go in one launch, a block each */
 #define MAX_PENDING 64
 
 typedef struct {
@@ -97,7 +98,11 @@ typedef struct {
     /* sums of squares */
     double *d_sums, *h_sums, *sumsq_scratch;
     size_t sumsq_cap; /* elements the scratch serves */
-    int n_slots;
+    int n_slots, cap_slots;
+    /* span lists uploaded for the one-launch kernels */
+    size_t *d_spans, *h_spans;
+    size_t spans_cap; /* pairs */
+    cudaEvent_t ev_spans;
     pending_sum pending[MAX_PENDING];
     int n_pending;
     /* rows of backend.h's rows() */
@@ -160,6 +165,9 @@ static void cuda_destroy(agn_model *m)
         cudaFree(c->d_sums);
         cudaFree(c->sumsq_scratch);
         cudaFree(c->d_rows);
+        cudaFree(c->d_spans);
+        cudaFreeHost(c->h_spans);
+        if (c->ev_spans) cudaEventDestroy(c->ev_spans);
         cudaFreeHost(c->h_index);
         cudaFreeHost(c->h_logits);
         cudaFreeHost(c->h_loss);
@@ -267,6 +275,7 @@ static int cuda_create(agn_model *m)
     AGN_CUDA_CHECK(cudaEventCreate(&c->ev_stop));
     AGN_CUDA_CHECK(cudaEventCreateWithFlags(&c->ev_upload, cudaEventDisableTiming));
     AGN_CUDA_CHECK(cudaEventCreateWithFlags(&c->ev_rows, cudaEventDisableTiming));
+    AGN_CUDA_CHECK(cudaEventCreateWithFlags(&c->ev_spans, cudaEventDisableTiming));
 
     size_t P = m->n_params;
     AGN_CUDA_CHECK(cudaMalloc((void **)&m->params, P * sizeof(float)));
@@ -301,6 +310,7 @@ static int cuda_create(agn_model *m)
     AGN_CUDA_CHECK(cudaMallocHost((void **)&c->h_loss, sizeof(float)));
     AGN_CUDA_CHECK(cudaMalloc((void **)&c->d_sums, SUMSQ_SLOTS * sizeof(double)));
     AGN_CUDA_CHECK(cudaMallocHost((void **)&c->h_sums, SUMSQ_SLOTS * sizeof(double)));
+    c->cap_slots = SUMSQ_SLOTS;
     c->sumsq_cap = P;
     AGN_CUDA_CHECK(cudaMalloc((void **)&c->sumsq_scratch, agn_sumsq_scratch(P) * sizeof(double)));
 
@@ -757,13 +767,65 @@ static int cuda_zero(agn_model *m, float *buf, size_t n)
     return 0;
 }
 
-/* sums of squares into slots of d_sums, copied to h_sums, finished by wait */
+/* Uploads the short spans among SPANS (count <= SHORT_SPAN) into
+ * c->d_spans as (offset, count, i) triples, i their index in SPANS;
+ * *n_short gets how many; IS_SHORT[i] (host, n) says which. */
+static int upload_short_spans(cuda_impl *c, const agn_span *spans, int n, int *n_short,
+                              char *is_short)
+{
+    /* the pinned copy of the last list may still be read */
+    AGN_CUDA_CHECK(cudaEventSynchronize(c->ev_spans));
+    if ((size_t)n > c->spans_cap) {
+        AGN_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        cudaFree(c->d_spans);
+        cudaFreeHost(c->h_spans);
+        c->d_spans = c->h_spans = NULL;
+        c->spans_cap = 0;
+        AGN_CUDA_CHECK(cudaMalloc((void **)&c->d_spans, (size_t)n * 3 * sizeof(size_t)));
+        AGN_CUDA_CHECK(cudaMallocHost((void **)&c->h_spans, (size_t)n * 3 * sizeof(size_t)));
+        c->spans_cap = (size_t)n;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        is_short[i] = spans[i].count <= SHORT_SPAN;
+        if (!is_short[i]) continue;
+        c->h_spans[3 * k] = spans[i].offset;
+        c->h_spans[3 * k + 1] = spans[i].count;
+        c->h_spans[3 * k + 2] = (size_t)i;
+        k++;
+    }
+    *n_short = k;
+    if (k > 0) {
+        AGN_CUDA_CHECK(cudaMemcpyAsync(c->d_spans, c->h_spans, (size_t)k * 3 * sizeof(size_t),
+                                       cudaMemcpyHostToDevice, c->stream));
+        AGN_CUDA_CHECK(cudaEventRecord(c->ev_spans, c->stream));
+    }
+    return 0;
+}
+
+/* sums of squares into slots of d_sums, copied to h_sums, finished by wait:
+ * span i's sum lands in slot + i whichever kernel computes it, so wait adds
+ * them in the spans' order, as the CPU does */
 static int sums_issue(agn_model *m, const float *base, const agn_span *spans, int n, double *out,
                       int is_norm)
 {
     cuda_impl *c = IMPL(m);
-    if (c->n_pending == MAX_PENDING || c->n_slots + n > SUMSQ_SLOTS)
-        return agn_seterr("too many sums of squares (%d spans) between waits", c->n_slots + n);
+    if (c->n_pending == MAX_PENDING)
+        return agn_seterr("more than %d sums of squares between waits", MAX_PENDING);
+    if (c->n_slots + n > c->cap_slots) { /* grow, keeping the slots pending */
+        AGN_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        int cap = c->cap_slots;
+        while (cap < c->n_slots + n) cap *= 2;
+        double *d = NULL, *h = NULL;
+        AGN_CUDA_CHECK(cudaMalloc((void **)&d, (size_t)cap * sizeof(double)));
+        AGN_CUDA_CHECK(cudaMallocHost((void **)&h, (size_t)cap * sizeof(double)));
+        memcpy(h, c->h_sums, (size_t)c->n_slots * sizeof(double));
+        cudaFree(c->d_sums);
+        cudaFreeHost(c->h_sums);
+        c->d_sums = d;
+        c->h_sums = h;
+        c->cap_slots = cap;
+    }
     size_t most = 0;
     for (int i = 0; i < n; i++)
         if (spans[i].count > most) most = spans[i].count;
@@ -775,9 +837,22 @@ static int sums_issue(agn_model *m, const float *base, const agn_span *spans, in
         c->sumsq_cap = most;
     }
     int slot = c->n_slots;
-    for (int i = 0; i < n; i++)
-        CK(agn_sumsq_cuda(c->d_sums + slot + i, base + spans[i].offset, spans[i].count,
+    if (n > 1) { /* the short spans in one launch, the long ones a two-stage sum each */
+        char *is_short = (char *)malloc((size_t)n);
+        int k = 0;
+        if (!is_short) return agn_seterr("out of memory");
+        int rc = upload_short_spans(c, spans, n, &k, is_short);
+        if (rc == 0 && k > 0) rc = agn_sumsq_spans_cuda(c->d_sums + slot, base, c->d_spans, k, c->stream);
+        for (int i = 0; rc == 0 && i < n; i++)
+            if (!is_short[i])
+                rc = agn_sumsq_cuda(c->d_sums + slot + i, base + spans[i].offset, spans[i].count,
+                                    c->sumsq_scratch, c->stream);
+        free(is_short);
+        if (rc != 0) return -1;
+    } else if (n == 1) {
+        CK(agn_sumsq_cuda(c->d_sums + slot, base + spans[0].offset, spans[0].count,
                           c->sumsq_scratch, c->stream));
+    }
     if (n > 0)
         AGN_CUDA_CHECK(cudaMemcpyAsync(c->h_sums + slot, c->d_sums + slot, (size_t)n * sizeof(double),
                                        cudaMemcpyDeviceToHost, c->stream));
@@ -801,11 +876,25 @@ static int cuda_norm(agn_model *m, const float *buf, size_t n, double *out)
     return sums_issue(m, buf, &sp, 1, out, 1);
 }
 
+/* the spans must not overlap (zero.c's never do): the short ones are scaled
+ * by concurrent blocks */
 static int cuda_scale(agn_model *m, float *base, const agn_span *spans, int n, float coef)
 {
-    for (int i = 0; i < n; i++)
-        CK(agn_scale_cuda(base + spans[i].offset, spans[i].count, coef, IMPL(m)->stream));
-    return 0;
+    cuda_impl *c = IMPL(m);
+    if (n <= 1) {
+        if (n == 1) CK(agn_scale_cuda(base + spans[0].offset, spans[0].count, coef, c->stream));
+        return 0;
+    }
+    /* the short spans in one launch, the long ones a launch each */
+    char *is_short = (char *)malloc((size_t)n);
+    int k = 0;
+    if (!is_short) return agn_seterr("out of memory");
+    int rc = upload_short_spans(c, spans, n, &k, is_short);
+    if (rc == 0 && k > 0) rc = agn_scale_spans_cuda(base, c->d_spans, k, coef, c->stream);
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (!is_short[i]) rc = agn_scale_cuda(base + spans[i].offset, spans[i].count, coef, c->stream);
+    free(is_short);
+    return rc;
 }
 
 static int cuda_rows(agn_model *m, float *dst, const float *src, const int32_t *rows, size_t n,

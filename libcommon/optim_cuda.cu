@@ -107,6 +107,50 @@ extern "C" int agn_sumsq_cuda(double *out, const float *x, size_t n, double *scr
     return 0;
 }
 
+/* ---- many short spans in one launch: a block per span ----------------------------
+ * SPANS: device triples (offset, count, index of the result). */
+
+__global__ void sumsq_spans_kernel(double *out, const float *base, const size_t *spans, int n)
+{
+    __shared__ double sh[THREADS];
+    for (int i = blockIdx.x; i < n; i += gridDim.x) {
+        const float *x = base + spans[3 * i];
+        size_t cnt = spans[3 * i + 1];
+        double s = 0.0;
+        for (size_t k = threadIdx.x; k < cnt; k += THREADS) s += (double)x[k] * (double)x[k];
+        double t = block_tree(s, sh);
+        if (threadIdx.x == 0) out[spans[3 * i + 2]] = t;
+        __syncthreads(); /* sh is reused by the next span */
+    }
+}
+
+__global__ void scale_spans_kernel(float *base, const size_t *spans, int n, float coef)
+{
+    for (int i = blockIdx.x; i < n; i += gridDim.x) {
+        float *x = base + spans[3 * i];
+        size_t cnt = spans[3 * i + 1];
+        for (size_t k = threadIdx.x; k < cnt; k += THREADS) x[k] *= coef;
+    }
+}
+
+extern "C" int agn_sumsq_spans_cuda(double *out, const float *base, const size_t *spans, int n,
+                                    cudaStream_t s)
+{
+    if (n <= 0) return 0;
+    sumsq_spans_kernel<<<n < 65535 ? n : 65535, THREADS, 0, s>>>(out, base, spans, n);
+    AGN_CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int agn_scale_spans_cuda(float *base, const size_t *spans, int n, float coef,
+                                    cudaStream_t s)
+{
+    if (n <= 0) return 0;
+    scale_spans_kernel<<<n < 65535 ? n : 65535, THREADS, 0, s>>>(base, spans, n, coef);
+    AGN_CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
 /* ---- scale, rows ---------------------------------------------------------------- */
 
 __global__ void scale_kernel(float *x, size_t n, float coef)
