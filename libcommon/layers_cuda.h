@@ -155,6 +155,12 @@ int agn_crossentropy_backward_cuda(float *dlogits, const float *probs, const int
 int agn_adamw_cuda(float *p, float *m, float *v, const float *g, size_t n, float coef,
                    float beta1, float beta2, float decay, float step_size, float bc2_sqrt,
                    float eps, cudaStream_t s);
+/* The same over many pieces in one launch: CHUNKS (device) holds n triples
+ * (offset, count, decay flag) of size_t, offsets into p, m, v and g; a
+ * chunk with the flag set uses DECAY, else 1. */
+int agn_adamw_chunks_cuda(float *p, float *m, float *v, const float *g, const size_t *chunks,
+                          int n, float coef, float beta1, float beta2, float decay,
+                          float step_size, float bc2_sqrt, float eps, cudaStream_t s);
 /* The sum of squares, in double, of n floats from x, into *out (device
  * double): fixed blocks, each a fixed tree, block sums added in order.
  * SCRATCH: agn_sumsq_scratch(n) doubles of device memory. */

@@ -921,21 +921,47 @@ static int cuda_rows(agn_model *m, float *dst, const float *src, const int32_t *
     return agn_rows_cuda(dst, src, c->d_rows, n, dim, scatter, c->stream);
 }
 
+#define ADAM_CHUNK 16384 /* floats per block of the one-launch AdamW */
+
 static int cuda_adamw(agn_model *m, const agn_tensor *pieces, int n, const agn_adam_args *aa)
 {
+    cuda_impl *c = IMPL(m);
     /* optim.c's agn_adamw_pieces: the same constants, rounded the same way */
     double t = (double)aa->step + 1.0;
     double bc1 = 1.0 - pow((double)aa->beta1, t), bc2 = 1.0 - pow((double)aa->beta2, t);
     float step_size = (float)((double)aa->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    for (int i = 0; i < n; i++) {
-        const agn_tensor *tn = &pieces[i];
-        float decay = tn->decay ? 1.0f - aa->lr * aa->weight_decay : 1.0f;
-        size_t o = tn->offset;
-        CK(agn_adamw_cuda(m->params + o, m->adam_m + o, m->adam_v + o, m->grads + o, tn->numel,
-                          aa->coef, aa->beta1, aa->beta2, decay, step_size, bc2_sqrt, aa->eps,
-                          IMPL(m)->stream));
+    float decay = 1.0f - aa->lr * aa->weight_decay;
+    /* the pieces cut in chunks, (offset, count, decay) triples, one launch */
+    size_t nchunks = 0;
+    for (int i = 0; i < n; i++) nchunks += (pieces[i].numel + ADAM_CHUNK - 1) / ADAM_CHUNK;
+    if (nchunks == 0) return 0;
+    if (nchunks > 0x7fffffff) return agn_seterr("AdamW over too many chunks (%zu)", nchunks);
+    AGN_CUDA_CHECK(cudaEventSynchronize(c->ev_spans)); /* the staging may still be read */
+    if (nchunks > c->spans_cap) {
+        AGN_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        cudaFree(c->d_spans);
+        cudaFreeHost(c->h_spans);
+        c->d_spans = c->h_spans = NULL;
+        c->spans_cap = 0;
+        AGN_CUDA_CHECK(cudaMalloc((void **)&c->d_spans, nchunks * 3 * sizeof(size_t)));
+        AGN_CUDA_CHECK(cudaMallocHost((void **)&c->h_spans, nchunks * 3 * sizeof(size_t)));
+        c->spans_cap = nchunks;
     }
-    return 0;
+    size_t k = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < pieces[i].numel; o += ADAM_CHUNK) {
+            size_t cnt = pieces[i].numel - o < ADAM_CHUNK ? pieces[i].numel - o : ADAM_CHUNK;
+            c->h_spans[3 * k] = pieces[i].offset + o;
+            c->h_spans[3 * k + 1] = cnt;
+            c->h_spans[3 * k + 2] = pieces[i].decay ? 1 : 0;
+            k++;
+        }
+    AGN_CUDA_CHECK(cudaMemcpyAsync(c->d_spans, c->h_spans, nchunks * 3 * sizeof(size_t),
+                                   cudaMemcpyHostToDevice, c->stream));
+    AGN_CUDA_CHECK(cudaEventRecord(c->ev_spans, c->stream));
+    return agn_adamw_chunks_cuda(m->params, m->adam_m, m->adam_v, m->grads, c->d_spans,
+                                 (int)nchunks, aa->coef, aa->beta1, aa->beta2, decay, step_size,
+                                 bc2_sqrt, aa->eps, c->stream);
 }
 
 static int cuda_to_host(agn_model *m, float *host, const float *src, size_t n)

@@ -51,6 +51,42 @@ extern "C" int agn_adamw_cuda(float *p, float *m, float *v, const float *g, size
     return 0;
 }
 
+/* many pieces in one launch: CHUNKS holds triples (offset, count, decay
+ * flag); a block per chunk (grid-stride over chunks) */
+__global__ void adamw_chunks_kernel(float *p, float *m, float *v, const float *g,
+                                    const size_t *chunks, int n, float coef, float b1, float b2,
+                                    float decay_on, float step_size, float bc2_sqrt, float eps)
+{
+    const float omb1 = __fsub_rn(1.0f, b1), omb2 = __fsub_rn(1.0f, b2);
+    for (int c = blockIdx.x; c < n; c += gridDim.x) {
+        size_t o = chunks[3 * c], cnt = chunks[3 * c + 1];
+        float decay = chunks[3 * c + 2] ? decay_on : 1.0f;
+        for (size_t k = threadIdx.x; k < cnt; k += blockDim.x) {
+            size_t i = o + k;
+            float gi = __fmul_rn(g[i], coef);
+            float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(omb1, gi));
+            float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(omb2, gi), gi));
+            m[i] = mi;
+            v[i] = vi;
+            float den = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+            p[i] = __fsub_rn(__fmul_rn(p[i], decay), __fdiv_rn(__fmul_rn(step_size, mi), den));
+        }
+    }
+}
+
+extern "C" int agn_adamw_chunks_cuda(float *p, float *m, float *v, const float *g,
+                                     const size_t *chunks, int n, float coef, float beta1,
+                                     float beta2, float decay, float step_size, float bc2_sqrt,
+                                     float eps, cudaStream_t s)
+{
+    if (n <= 0) return 0;
+    adamw_chunks_kernel<<<n < 65535 ? n : 65535, THREADS, 0, s>>>(p, m, v, g, chunks, n, coef, beta1,
+                                                                   beta2, decay, step_size,
+                                                                   bc2_sqrt, eps);
+    AGN_CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
 /* ---- sum of squares ----------------------------------------------------------
  * Block k sums elements [k * SUMSQ_BLOCK, (k + 1) * SUMSQ_BLOCK): thread t
  * those at t, t + THREADS, ... in order, then a shared-memory tree of fixed

@@ -531,6 +531,18 @@ static void test_optim(void)
     gt_fill(p, n, 71, 0.1f);
     gt_fill(g, n, 72, 0.01f);
     float *d_p = dcopy(p, n * 4), *d_m = dcopy(m, n * 4), *d_v = dcopy(v, n * 4), *d_g = dcopy(g, n * 4);
+    /* the one-launch form: the pieces in chunks of 4096 (the last short) */
+    float *d_p2 = dcopy(p, n * 4), *d_m2 = dcopy(m, n * 4), *d_v2 = dcopy(v, n * 4);
+    size_t chunks[3 * 8];
+    int nch = 0;
+    for (int i = 0; i < 2; i++)
+        for (size_t o = 0; o < pieces[i].numel; o += 4096) {
+            chunks[3 * nch] = pieces[i].offset + o;
+            chunks[3 * nch + 1] = pieces[i].numel - o < 4096 ? pieces[i].numel - o : 4096;
+            chunks[3 * nch + 2] = (size_t)pieces[i].decay;
+            nch++;
+        }
+    size_t *d_chunks = dcopy(chunks, sizeof chunks);
     for (long step = 0; step < 3; step++) {
         agn_adam_args a = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                            .weight_decay = 0.01f, .coef = step == 1 ? 0.5f : 1.0f, .step = step};
@@ -544,6 +556,9 @@ static void test_optim(void)
             RUN(agn_adamw_cuda(d_p + o, d_m + o, d_v + o, d_g + o, pieces[i].numel, a.coef, a.beta1,
                                a.beta2, decay, (float)((double)a.lr / bc1), (float)sqrt(bc2), a.eps, 0));
         }
+        RUN(agn_adamw_chunks_cuda(d_p2, d_m2, d_v2, d_g, d_chunks, nch, a.coef, a.beta1, a.beta2,
+                                  1.0f - a.lr * a.weight_decay, (float)((double)a.lr / bc1),
+                                  (float)sqrt(bc2), a.eps, 0));
     }
     dget(got, d_p, n * 4);
     gt_same("adamw, 3 steps: parameters", got, p, n * 4);
@@ -551,6 +566,13 @@ static void test_optim(void)
     gt_same("adamw, 3 steps: first moment", got, m, n * 4);
     dget(got, d_v, n * 4);
     gt_same("adamw, 3 steps: second moment", got, v, n * 4);
+    dget(got, d_p2, n * 4);
+    gt_same("adamw in chunks, 3 steps: parameters", got, p, n * 4);
+    dget(got, d_m2, n * 4);
+    gt_same("adamw in chunks, 3 steps: first moment", got, m, n * 4);
+    dget(got, d_v2, n * 4);
+    gt_same("adamw in chunks, 3 steps: second moment", got, v, n * 4);
+    cudaFree(d_p2), cudaFree(d_m2), cudaFree(d_v2), cudaFree(d_chunks);
 
     /* sum of squares against a long double sum; deterministic */
     size_t big = 3000017;
