@@ -638,12 +638,63 @@ __global__ void attention_backward_q_fused(float *dqkv, float *datt, const float
     }
 }
 
+/* part 2, fused: the example-head's queries and output gradients staged in
+ * shared memory, a warp per key row j, lanes over channels; P and dS read
+ * from global memory (one value per row i, broadcast to the lanes) */
+__global__ void attention_backward_kv_fused(float *dqkv, const float *datt, const float *dout,
+                                            const float *qkv, const float *att, att_args a, int maxk)
+{
+    extern __shared__ float sm[];
+    const int hd = a.D / a.H, D3 = 3 * a.D, hp = hd + 1;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float *Qs = sm, *Ys = sm + (size_t)maxk * hp;
+    for (long bh = blockIdx.y; bh < (long)a.B * a.H; bh += gridDim.y) {
+        int b = (int)(bh / a.H), h = (int)(bh % a.H);
+        int n = a.len[b], nk = a.nkey ? a.nkey[b] : n;
+        if ((int)blockIdx.x * nw >= n) continue; /* no row of this example for this block */
+        const float *Q0 = qkv + (size_t)a.start[b] * D3 + h * hd;
+        const float *dY0 = dout + (size_t)a.start[b] * a.D + h * hd;
+        __syncthreads(); /* the last example-head is done with the staged rows */
+        if (nk > 0)
+            for (int idx = threadIdx.x; idx < n * hd; idx += blockDim.x) {
+                int i = idx / hd, d = idx % hd;
+                Qs[i * hp + d] = Q0[(size_t)i * D3 + d];
+                Ys[i * hp + d] = dY0[(size_t)i * a.D + d];
+            }
+        __syncthreads();
+        const float *P = att + a.att_off[b] + (size_t)h * n * nk;
+        const float *dS = datt + a.att_off[b] + (size_t)h * n * nk;
+        for (int j = blockIdx.x * nw + warp; j < n; j += gridDim.x * nw) {
+            float *dK = dqkv + (size_t)(a.start[b] + j) * D3 + a.D + h * hd;
+            float *dV = dK + a.D;
+            for (int d = lane; d < hd; d += 32) {
+                float av = 0.0f, ak = 0.0f;
+                if (j < nk)
+                    for (int i = 0; i < n; i++) {
+                        av += P[(size_t)i * nk + j] * Ys[i * hp + d];
+                        ak += dS[(size_t)i * nk + j] * Qs[i * hp + d];
+                    }
+                dV[d] = av;
+                dK[d] = ak;
+            }
+        }
+    }
+}
+
 /* whether the fused kernels take this shape; sets their shared memory */
 static int fused_ok(int maxk, int D, int H, size_t *bytes)
 {
     if (g_unfused || !agn_cuda_attention_fused_fits(maxk, D / H, WARPS_PER_BLOCK, smem_limit())) return 0;
     *bytes = agn_cuda_attention_smem(maxk, D / H, WARPS_PER_BLOCK);
-    static size_t set_fwd = 0, set_bwd = 0;
+    static size_t set_fwd = 0, set_bwd = 0, set_kv = 0;
+    if (*bytes > 48 * 1024 && *bytes > set_kv) {
+        if (cudaFuncSetAttribute(attention_backward_kv_fused, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)*bytes) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        set_kv = *bytes;
+    }
     if (*bytes > 48 * 1024 && *bytes > set_fwd) {
         if (cudaFuncSetAttribute(attention_forward_fused, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)*bytes) != cudaSuccess) {
@@ -836,10 +887,12 @@ extern "C" int agn_attention_backward_to_cuda(float *dqkv, float *datt, const fl
     att_args a = {start, len, nkey, att_off, B, D, H};
     size_t smem;
     if (!agn_cuda_reference() && fused_ok(max_len, D, H, &smem)) {
-        dim3 grid(fused_grid_x(max_len), grid_y((long)B * H)), kv(16, grid_y((long)B * H));
+        dim3 grid(fused_grid_x(max_len), grid_y((long)B * H));
         attention_backward_q_fused<<<grid, 32 * WARPS_PER_BLOCK, smem, s>>>(dqkv, datt, dout, qkv, att, a, max_len);
         LAUNCHED();
-        attention_backward_kv_fast<<<kv, 32 * WARPS_PER_BLOCK, 0, s>>>(dqkv, datt, dout, qkv, att, a);
+        /* the queries and output gradients staged take no more than the
+         * keys, values and rows of the first kernel */
+        attention_backward_kv_fused<<<grid, 32 * WARPS_PER_BLOCK, smem, s>>>(dqkv, datt, dout, qkv, att, a, max_len);
     } else if (agn_cuda_reference()) {
         dim3 grid(4, grid_y((long)B * H));
         attention_backward_q_ref<<<grid, 64, 0, s>>>(dqkv, datt, dout, qkv, att, a);

@@ -96,8 +96,9 @@ int agn_bias_backward_cuda(float *dbias, const float *dout, int N, int C, int ld
  * reference (a thread per (example, head, row)); for MAX_LEN <= 256 when
  * its keys and values fit in shared memory, the fused one (a block per
  * example-head stages them, scores stay in shared memory until the
- * probabilities are written to att for the backward pass); else a warp per
- * row reading them from global memory. */
+ * probabilities are written to att for the backward pass; backward stages
+ * keys and values for dQ, then queries and output gradients for dK and
+ * dV); else a warp per row reading them from global memory. */
 int agn_attention_forward_cuda(float *out, float *att, const float *qkv, const int *start,
                                const int *len, const int *nkey, const size_t *att_off, int B,
                                int D, int H, int max_len, cudaStream_t s);
