@@ -1002,6 +1002,8 @@ extern "C" void *agn_cuda_model_stream(const agn_model *m)
     return m->impl ? (void *)IMPL(m)->stream : NULL;
 }
 
+static void *cuda_stream(agn_model *m) { return agn_cuda_model_stream(m); }
+
 extern "C" void agn_cuda_model_set_graphs(agn_model *m, int on)
 {
     cuda_impl *c = IMPL(m);
@@ -1039,4 +1041,5 @@ extern "C" const agn_backend_ops agn_backend_cuda_ops = {
     cuda_from_host,     /* from_host */
     cuda_alloc,         /* alloc */
     cuda_release,       /* release */
+    cuda_stream,        /* stream */
 };

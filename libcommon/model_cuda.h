@@ -12,7 +12,7 @@ extern "C" {
 
 /* The model's compute stream (a cudaStream_t): everything the backend
  * issues runs on it in order, so a transport orders its collectives after
- * a gradient by recording an event on it. */
+ * a gradient by recording an event on it (backend.h's stream op). */
 void *agn_cuda_model_stream(const agn_model *m);
 /* CUDA graphs on (1) or off (0) for this model; the default is on unless
  * the environment has AGN_CUDA_GRAPHS=0.  Turning them off drops the
