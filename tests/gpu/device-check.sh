@@ -132,6 +132,8 @@ for t in "$build"/tests/gpu/t-*; do
     [ -x "$t" ] || continue
     runtest "$(basename "$t")" 150 "$t"
 done
+# backend.h's contract for the cuda backend (t-backend checks the cpu one in make check)
+[ -x "$build/tests/t-backend" ] && runtest "t-backend cuda" 150 "$build/tests/t-backend" cuda
 for t in "$src"/tests/gpu/*.sh; do
     case $(basename "$t") in device-check.sh | pack-device.sh) continue ;; esac
     runtest "$(basename "$t")" 200 sh "$t"
