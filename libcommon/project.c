@@ -716,7 +716,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
                 pt->speedup = pt->epoch_time > 0 ? base.epoch_time / pt->epoch_time : NAN;
                 pt->efficiency = pt->speedup / (double)pt->world;
                 for (int q = 0; q < sg->n_cols; q++)
-                    if (sg->cols[q].world_size == pt->world && o->compute_scale == 1) {
+                    if (sg->cols[q].world_size == pt->world && o->compute_scale == 1 && !o->dense) {
                         pt->measured = sg->cols[q].epoch_time;
                         pt->error = pt->epoch_time / pt->measured - 1;
                     }
