@@ -466,6 +466,28 @@ static uint64_t bucket_of(const char *config)
     return v;
 }
 
+/* The gradient megabytes a step that agn-train logged for a run of several
+ * ranks (train.log: "epoch N: gradients reduced X MB a step ..."), the last
+ * epoch's; NAN when the log has none. */
+static double logged_mb(const char *metrics)
+{
+    char *dir = dir_of(metrics), *log = xasprintf("%s/train.log", dir);
+    free(dir);
+    size_t len;
+    char *text = agn_read_file(log, &len);
+    free(log);
+    if (!text) return NAN;
+    double mb = NAN;
+    static const char key[] = "gradients reduced ";
+    for (char *p = strstr(text, key); p; p = strstr(p + 1, key)) {
+        char *end;
+        double v = strtod(p + sizeof key - 1, &end);
+        if (end != p + sizeof key - 1 && strncmp(end, " MB", 3) == 0 && isfinite(v) && v >= 0) mb = v;
+    }
+    free(text);
+    return mb;
+}
+
 /* ---- the projection ---------------------------------------------------------------------- */
 
 /* The share of one device's work a step waits for at W: 1/W with a device
@@ -641,21 +663,36 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         ranges rg;
         plan(&m, g->bucket_bytes, &rg, &g->n_buckets);
         agn_model_free(&m);
-        g->tokens_per_step = tokens_per_step(r1->path);
-        g->emb_rows = o->emb_rows > 0 ? o->emb_rows
-                      : isfinite(g->tokens_per_step) ? fmin((double)g->vocab, g->tokens_per_step)
-                                                     : (double)g->vocab;
-        if (o->emb_rows <= 0 && !isfinite(g->tokens_per_step))
-            add_note(p, xasprintf("%s: no tokens column; the embedding is taken as reduced whole", r1->path));
         g->dense = o->dense;
         g->n_msgs_overlap = 1;
         g->n_msgs_after = 1 + rg.n; /* the norm, the all-gathers (a barrier where shared) */
         for (int i = 0; i < rg.n; i++) {
             g->param_bytes += rg.r[i].bytes;
-            if (rg.r[i].sparse) g->emb_bytes = g->emb_rows * (double)g->dim * 4;
-            else g->dense_bytes += rg.r[i].bytes;
+            if (!rg.r[i].sparse) g->dense_bytes += rg.r[i].bytes;
             g->n_msgs_overlap++;
         }
+        /* the embedding rows a step: given; else what a run of several ranks
+         * logged it reduced, less the dense part; else the tokens a step */
+        g->tokens_per_step = tokens_per_step(r1->path);
+        g->emb_rows = o->emb_rows;
+        for (int j = 0; j < sg->n_cols && !(g->emb_rows > 0); j++) {
+            if (sg->cols[j].world_size < 2) continue;
+            const agn_sum_run *rw = &s->runs[sg->cols[j].runs[0]];
+            double mb = logged_mb(rw->path);
+            if (!isfinite(mb)) continue;
+            double rows = (mb * 1e6 - g->dense_bytes) / ((double)g->dim * 4);
+            g->emb_rows = rows < 1 ? 1 : rows > (double)g->vocab ? (double)g->vocab : rows;
+            add_note(p, xasprintf("%s: %.0f embedding rows a step, from the %.6g MB a step its train.log "
+                                  "says were reduced", rw->label, g->emb_rows, mb));
+        }
+        if (!(g->emb_rows > 0)) {
+            g->emb_rows = isfinite(g->tokens_per_step) ? fmin((double)g->vocab, g->tokens_per_step)
+                                                      : (double)g->vocab;
+            if (!isfinite(g->tokens_per_step))
+                add_note(p, xasprintf("%s: no tokens column; the embedding is taken as reduced whole", r1->path));
+        }
+        for (int i = 0; i < rg.n; i++)
+            if (rg.r[i].sparse) g->emb_bytes = g->emb_rows * (double)g->dim * 4;
         if (g->dense) {
             g->n_msgs_overlap = rg.nb;
             g->n_msgs_after = 0;

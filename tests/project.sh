@@ -137,6 +137,13 @@ grep -q 'Calibrated on the W=2 run: [0-9]*% of the overlappable communication hi
     fail "calibration: $(grep -i calibrat cal.md)"
 awk -F, 'NR > 1 && $5 == 2 && $17 != "" { found = 1 } END { exit !found }' proj.csv || fail "no measured W=2 beside the projection"
 s n1 n2 --link link.csv --calibrate none --project 2 --projection-csv proj.csv >nocal.md 2>err || fail "--calibrate none"
+grep -q ' 40 embedding rows' nocal.md || fail "without a log the rows are the tokens a step (40)"
+# the rows a step from what a 2-rank run logged it reduced: dense 3120 bytes + 25 rows x 32
+echo "epoch 3: gradients reduced 0.00392 MB a step (the embedding's rows of the batch only; 0.0063 MB dense)" >n2/train.log
+agn-summarize n1 n2 --preset pcie3 --project 2 >log.md 2>err || fail "rows from train.log"
+grep -q ' 25 embedding rows' log.md || fail "rows from train.log: $(grep 'embedding rows' log.md)"
+grep -q 'n2: 25 embedding rows a step, from the 0.00392 MB' err || fail "no note on the rows from train.log: $(cat err)"
+rm n2/train.log
 grep -q 'Not calibrated' nocal.md || fail "--calibrate none still calibrated"
 ok "calibration on the W=2 run (imbalance 0.1/1.1, optimizer (0.12/0.2 - 1/2)/(1/2))"
 
