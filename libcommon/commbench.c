@@ -207,7 +207,11 @@ static int measure(agn_comm *c, const agn_bench_opts *o, agn_bench_op op, int na
         if (CALL() != 0) return -1;
         if (c->rank == o->corrupt_rank) corrupt(op, c->world, c->rank, buf, dt, count);
         *wrong = check(op, c->world, c->rank, buf, dt, count, salt, first, sizeof first);
-        if (*wrong) agn_warn("wrong result: %s (%ld wrong)%s", first, *wrong, native ? " (MPI_Allreduce)" : "");
+        if (*wrong && o->on_wrong) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s (%ld wrong)%s", first, *wrong, native ? " (MPI_Allreduce)" : "");
+            o->on_wrong(msg);
+        }
     }
     /* timed calls reduce zeros: the values stay finite however many calls */
     memset(buf, 0, count * es);

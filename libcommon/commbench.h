@@ -51,6 +51,9 @@ typedef struct {
     unsigned ops;                  /* bit (1 << op) per collective to run */
     int mpi_allreduce;             /* 1: time MPI_Allreduce too (mpi transport) */
     int corrupt_rank;              /* -1, or a rank whose checked result is altered (tests the check) */
+    /* called on the rank that found a wrong result, with "rank R: OP of N
+     * elements: index I is X, expected Y (K wrong)"; may be NULL */
+    void (*on_wrong)(const char *msg);
 } agn_bench_opts;
 
 typedef struct {

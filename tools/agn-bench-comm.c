@@ -102,6 +102,8 @@ static int emit(const agn_bench_row *r, void *ctx)
     return 0;
 }
 
+static void on_wrong(const char *msg) { agn_warn("wrong result: %s", msg); }
+
 static int parse_ops(const char *s, unsigned *ops)
 {
     *ops = 0;
@@ -126,6 +128,7 @@ int main(int argc, char **argv)
     agn_bench_opts o = {
         .min_bytes = 8, .max_bytes = 256u << 20, .step_factor = 2, .warmup = 5, .iters = 20,
         .check = 1, .dtype = AGN_F32, .ops = 1u << AGN_BENCH_ALLREDUCE, .corrupt_rank = -1,
+        .on_wrong = on_wrong,
     };
     long ranks = 0, gpus = 0, v;
     int bind = 1, quiet = 0, c;
