@@ -796,15 +796,22 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
 {
     const agn_proj_opts *o = &p->o;
     fprintf(fp, "\n# Projection\n\n"
-                "Per epoch, from each config's 1-rank run: compute%s divided among min(W, devices) "
-                "devices%s, the optimizer's sharded part likewise, data as measured; communication as "
+                "Per epoch, from each config's 1-rank run: compute%s divided by W%s, times 1 + the "
+                "imbalance; the optimizer's sharded part likewise, data as measured; communication as "
                 "agn does it (zero.h): the token mask and the embedding's rows of the batch all-reduced, "
                 "every other bucket reduce-scattered (these may hide behind backward, at most %.0f%% of "
                 "compute), the norm all-reduced, then the parameters all-gathered (a barrier where the "
-                "ranks share them); each collective costs what the link gives for its bytes at W "
-                "(a preset: latency + bytes x nccl-tests' bus factor / bus bandwidth).\n",
+                "ranks share them). Each collective costs what the link gives for its bytes at W: "
+                "for a preset, its latency (a fixed cost a message) + bytes x bus factor / bus "
+                "bandwidth, where an all-reduce carries 2(W-1)/W of its bytes over each link (a ring, "
+                "or a reduce-scatter and an all-gather of (W-1)/W each); for a measured link, the "
+                "measured time, interpolated in size and scaled by that factor to W. Exposed "
+                "communication is what is not hidden behind backward: the hidden fraction below of "
+                "the part that overlaps it.\n",
             o->compute_scale != 1 ? " (made faster by the given factor)" : "",
-            o->devices > 0 ? "" : " (one device a rank)", 100 * (o->backward_share > 0 ? o->backward_share : 2.0 / 3));
+            o->devices > 0 ? " (with more ranks than devices, by W / ceil(W/devices): every step waits "
+                             "for the busiest device)"
+                           : " (one device a rank)", 100 * (o->backward_share > 0 ? o->backward_share : 2.0 / 3));
     if (o->compute_scale != 1)
         fprintf(fp, "\nCompute, optimizer and data are taken %.4gx as fast as measured.\n", o->compute_scale);
     for (int i = 0; i < p->n_notes; i++) fprintf(fp, "%s- %s\n", i ? "" : "\nNotes:\n\n", p->notes[i]);
