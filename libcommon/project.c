@@ -232,6 +232,10 @@ int agn_link_read(agn_link *l, const char *paths)
         sb_printf(&names, "%s%s", names.len ? "," : "", base_name(p));
     }
     if (rc == 0 && l->n_pts == 0) rc = agn_seterr("--link: no file named");
+    int have_ar = 0;
+    for (int i = 0; i < l->n_pts; i++) have_ar |= l->pts[i].op == AGN_BENCH_ALLREDUCE;
+    if (rc == 0 && !have_ar)
+        rc = agn_seterr("%s: no all-reduce measured (agn-bench-comm -O all-reduce, or all)", paths);
     if (rc == 0) {
         qsort(l->pts, (size_t)l->n_pts, sizeof *l->pts, cmp_pt);
         for (int i = 1; i < l->n_pts && rc == 0; i++)
@@ -545,6 +549,11 @@ static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o
     for (int i = 0; i < n; i++)
         if (p[i].speedup > p[best].speedup) best = i;
     sb_printf(&b, "over %s: ", pl->link->name);
+    if (p[n - 1].world <= 1) {
+        sb_printf(&b, "only one device projected, nothing to judge.");
+        pl->verdict = b.s;
+        return;
+    }
     for (int i = 0; i < n; i++)
         if (p[i].world > 1) sb_printf(&b, "%.2fx at W=%ld (%.0f%%)%s", p[i].speedup, p[i].world,
                                       100 * p[i].efficiency, i + 1 < n ? ", " : ". ");

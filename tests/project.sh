@@ -188,6 +188,9 @@ expect_fail 1 'measured twice' agn-summarize n1 --link link.csv,link.csv
 printf 'transport,impl,op,world_size,dtype,bytes,count,iters,time_us,time_max_us,algbw_gbs,busbw_gbs,wrong\nlocal,agn,all-smash,2,f32,8,2,1,1,1,0,0,0\n' >op.csv
 expect_fail 1 "op.csv:2: column 'op'" agn-summarize n1 --link op.csv
 expect_fail 1 'nope.csv' agn-summarize n1 --link nope.csv
+grep -v ',all-reduce,' link.csv | sed 's/^\(local,agn,\)all-reduce/\1broadcast/' >noar.csv
+printf 'local,agn,broadcast,2,f32,8,2,1,1,1,0,0,0\n' >>noar.csv
+expect_fail 1 'noar.csv: no all-reduce measured' agn-summarize n1 --link noar.csv
 expect_fail 2 "'pcie9' is not a link preset \(pcie3, pcie4" agn-summarize n1 --preset pcie9
 expect_fail 2 'need a link' agn-summarize n1 --project 1,2
 expect_fail 2 'ascending' agn-summarize n1 --preset pcie3 --project 4,2
@@ -199,5 +202,9 @@ expect_fail 1 "alone.csv.*config.yaml|config.yaml.*alone|config.yaml: No such fi
 # a group without a 1-rank run is skipped with a note
 s n2 --preset pcie3 >/dev/null 2>err || fail "a 2-rank run alone"
 agn-summarize n2 --preset pcie3 2>&1 >/dev/null | grep -q 'no 1-rank run' || fail "no note for a group without a 1-rank run"
+s n2 --preset pcie3 --plot noproj --no-render >/dev/null 2>&1 || fail "--plot without anything to project"
+[ ! -e noproj/projected_speedup.gp ] || fail "projection plots written with nothing projected"
+agn-summarize n1 --preset pcie3 -f csv 2>&1 >/dev/null | grep -q 'projection is written with -f md or --projection-csv' ||
+    fail "no note that -f csv leaves the projection out"
 [ ! -e proj-bad.csv ] || fail "a projection CSV was written for bad input"
 ok "bad links, presets and options refused"

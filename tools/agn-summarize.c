@@ -435,7 +435,10 @@ int main(int argc, char **argv)
             status = AGN_EXIT_ERROR;
         }
     }
-    if (status == AGN_EXIT_OK && plotdir && plots(&s, projecting ? &pj : NULL, plotdir, render) != 0) {
+    if (projecting && !quiet && writer != agn_summary_write_md && !proj_csv)
+        agn_warn("note: the projection is written with -f md or --projection-csv only");
+    if (status == AGN_EXIT_OK && plotdir &&
+        plots(&s, projecting && pj.n_groups > 0 ? &pj : NULL, plotdir, render) != 0) {
         agn_warn_err();
         status = AGN_EXIT_ERROR;
     }
