@@ -6,17 +6,18 @@
 # ranks; projected from the 1-rank run over that link (the hidden fraction,
 # imbalance and optimizer split calibrated on the 2-rank run, the ranks on
 # this machine's cores), the epoch times at W=2 and W=3 must come within 15%
-# of the measured ones.  The machine is shared and noisy: each W runs 3
+# of the measured ones.  The machine is shared and noisy: each W runs 5
 # times, interleaved, and the fastest run of each counts (noise only ever
-# adds time); if even the 1-rank runs differ by more than 30% the machine is
-# too busy for a 15% check and the test skips, saying so.  Needs the corpus.
+# adds time); if the two fastest runs of a W still differ by more than 20%,
+# the machine is too busy for a 15% check and the test skips, saying so.
+# Needs the corpus.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
 need_corpus test.csv.gz train_sample.csv.gz
 cores=$(nproc 2>/dev/null || echo 1)
 [ "$cores" -ge 2 ] || skip "one core: 2 ranks would share it"
-n=1024 rounds=3
-[ "${AGN_TEST_SANITIZED:-0}" = 1 ] && n=256
+n=512 rounds=5
+[ "${AGN_TEST_SANITIZED:-0}" = 1 ] && n=256 rounds=3
 
 agn-tokenize "$AGN_DATA/train_sample.csv.gz" | agn-vocab -n 20000 >vocab.txt 2>/dev/null
 agn-tokenize "$AGN_DATA/train_sample.csv.gz" | agn-shard -v vocab.txt -L 128 -o train 2>/dev/null
@@ -37,9 +38,13 @@ for r in $(seq "$rounds"); do
 done
 sort -k1,1n -k2,2g times >times.sorted
 best() { awk -v w="$1" '$1 == w { print $3; exit }' times.sorted; }
-spread=$(awk '$1 == 1 { if (!lo || $2 < lo) lo = $2; if ($2 > hi) hi = $2 } END { printf "%.0f", 100 * (hi / lo - 1) }' times)
 echo "epoch times (s), W run:"; sed 's/^/  /' times.sorted
-[ "$spread" -le 30 ] || skip "the machine is too busy for a 15% timing check: the 1-rank runs' epoch times differ by $spread%"
+# the two fastest runs of each W: how far apart (percent), the worst W
+spread=$(awk '{ k[$1]++; if (k[$1] == 1) a[$1] = $2; if (k[$1] == 2) b[$1] = $2 }
+              END { m = 0; for (w in b) { d = 100 * (b[w] / a[w] - 1); if (d > m) { m = d; mw = w } }
+                    printf "%.0f %s", m, mw }' times.sorted)
+[ "${spread% *}" -le 20 ] ||
+    skip "the machine is too busy for a 15% timing check: the two fastest W=${spread#* } runs differ by ${spread% *}%"
 
 agn-summarize -q "$(best 1)" "$(best 2)" "$(best 3)" --link link2.csv,link3.csv --devices "$cores" \
     --project 1,2,3,4 --projection-csv proj.csv >summary.md 2>err || { cat err >&2; fail "agn-summarize --link"; }
