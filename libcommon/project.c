@@ -6,6 +6,7 @@
 #include "csvread.h"
 #include "model.h"
 #include "runconfig.h"
+#include "shard.h"
 #include "util.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -492,6 +494,87 @@ static double logged_mb(const char *metrics)
     return mb;
 }
 
+/* The run's training shards (config.yaml's run.train_data, a flow list of
+ * quoted paths as agn-train writes it), each found as written, else beside
+ * the run directory or its parent; *N of them (free each and the array). */
+static char **train_shards(const char *config, int *n)
+{
+    *n = 0;
+    size_t len;
+    char *text = agn_read_file(config, &len);
+    if (!text) return NULL;
+    char *line = strstr(text, "\n  train_data: [");
+    char **v = NULL;
+    if (line) {
+        char *p = strchr(line + 1, '['), *end = strchr(p, '\n');
+        if (end) *end = '\0';
+        char *dir = dir_of(config);
+        while ((p = strchr(p, '"')) != NULL) {
+            char *q = strchr(p + 1, '"');
+            if (!q) break;
+            *q = '\0';
+            const char *path = p + 1;
+            char *cand[3] = {agn_xstrdup(path), xasprintf("%s/%s", dir, path), xasprintf("%s/../%s", dir, path)};
+            char *found = NULL;
+            for (int i = 0; i < 3; i++) {
+                if (!found && access(cand[i], R_OK) == 0) found = cand[i];
+                else free(cand[i]);
+            }
+            if (found) {
+                v = agn_xrealloc(v, (size_t)(*n + 1) * sizeof *v);
+                v[(*n)++] = found;
+            }
+            p = q + 1;
+        }
+        free(dir);
+    }
+    free(text);
+    return v;
+}
+
+/* The mean number of distinct token ids (the pad, 0, included) of NB
+ * batches of B examples drawn at random (a fixed sequence) from the run's
+ * training shards; NAN when they cannot be read. */
+static double sampled_rows(const char *config, long B, long vocab, const char **which)
+{
+    int n;
+    char **paths = train_shards(config, &n);
+    double rows = NAN;
+    agn_dataset d;
+    memset(&d, 0, sizeof d);
+    if (n > 0 && agn_dataset_load(&d, paths, n) == 0 && d.n > 0 && B > 0) {
+        uint32_t *seen = agn_xcalloc((size_t)vocab + 1, sizeof *seen);
+        const int NB = 200;
+        uint64_t x = 0x9e3779b97f4a7c15ULL, total = 0;
+        for (int b = 1; b <= NB; b++) {
+            uint64_t distinct = 0;
+            seen[0] = (uint32_t)b; /* the pad */
+            distinct++;
+            for (long e = 0; e < B; e++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t ex = (x >> 33) % d.n;
+                for (uint64_t t = d.offsets[ex]; t < d.offsets[ex + 1]; t++) {
+                    int32_t id = d.tokens[t];
+                    if (id < 0 || id > vocab) continue;
+                    if (seen[id] != (uint32_t)b) {
+                        seen[id] = (uint32_t)b;
+                        distinct++;
+                    }
+                }
+            }
+            total += distinct;
+        }
+        free(seen);
+        rows = (double)total / NB;
+        if (which) *which = paths[0];
+    }
+    agn_dataset_free(&d);
+    for (int i = 0; i < n; i++)
+        if (!which || *which != paths[i]) free(paths[i]);
+    free(paths);
+    return rows;
+}
+
 /* ---- the projection ---------------------------------------------------------------------- */
 
 /* The share of one device's work a step waits for at W: 1/W with a device
@@ -693,6 +776,17 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             g->emb_rows = rows < 1 ? 1 : rows > (double)g->vocab ? (double)g->vocab : rows;
             add_note(p, xasprintf("%s: %.0f embedding rows a step, from the %.6g MB a step its train.log "
                                   "says were reduced", rw->label, g->emb_rows, mb));
+        }
+        if (!(g->emb_rows > 0)) {
+            const char *shard = NULL;
+            double rows = sampled_rows(g->config_path, sg->global_batch, g->vocab, &shard);
+            if (isfinite(rows)) {
+                g->emb_rows = fmin((double)g->vocab, rows);
+                add_note(p, xasprintf("%s: %.0f embedding rows a step, the distinct tokens of 200 random "
+                                      "batches of %ld examples of %s", sg->config, g->emb_rows,
+                                      sg->global_batch, shard));
+                free((char *)shard);
+            }
         }
         if (!(g->emb_rows > 0)) {
             g->emb_rows = isfinite(g->tokens_per_step) ? fmin((double)g->vocab, g->tokens_per_step)

@@ -138,6 +138,22 @@ grep -q 'Calibrated on the W=2 run: [0-9]*% of the overlappable communication hi
 awk -F, 'NR > 1 && $5 == 2 && $17 != "" { found = 1 } END { exit !found }' proj.csv || fail "no measured W=2 beside the projection"
 s n1 n2 --link link.csv --calibrate none --project 2 --projection-csv proj.csv >nocal.md 2>err || fail "--calibrate none"
 grep -q ' 40 embedding rows' nocal.md || fail "without a log the rows are the tokens a step (40)"
+# the rows a step sampled from the run's shards (run.train_data): every
+# example holds the tokens a b c, so every batch has 3 distinct ids + the pad
+awk 'BEGIN { for (i = 0; i < 40; i++) print (i % 4) "\ta b c a b" }' >s.txt
+agn-vocab <s.txt >vocab.txt 2>/dev/null
+agn-shard -q -v vocab.txt -L 16 -o sh s.txt
+mkrun ns 1 2.0 0 0.2 0
+printf '  train_data: ["sh-00000.agns"]\n' >>ns/config.yaml
+agn-summarize ns --preset pcie3 --project 2 >ns.md 2>err || { cat err >&2; fail "rows sampled from shards"; }
+grep -q ' 4 embedding rows' ns.md || fail "rows sampled from the shards: $(grep 'embedding rows' ns.md)"
+grep -q 'tiny: 4 embedding rows a step, the distinct tokens of 200 random batches of 16 examples of sh-00000.agns' err ||
+    fail "no note on the sampled rows: $(cat err)"
+printf '  train_data: ["gone-00000.agns"]\n' >>n1/config.yaml
+s n1 --preset pcie3 --project 2 >gone.md 2>&1 || fail "a missing shard is not an error"
+grep -q ' 40 embedding rows' gone.md || fail "a missing shard: the rows are not the tokens a step"
+sed -i '/train_data/d' n1/config.yaml
+
 # the rows a step from what a 2-rank run logged it reduced: dense 3120 bytes + 25 rows x 32
 echo "epoch 3: gradients reduced 0.00392 MB a step (the embedding's rows of the batch only; 0.0063 MB dense)" >n2/train.log
 agn-summarize n1 n2 --preset pcie3 --project 2 >log.md 2>err || fail "rows from train.log"
