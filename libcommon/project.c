@@ -943,14 +943,15 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
         for (int i = 0; i < g->n_links; i++) {
             const agn_proj_link *pl = &g->links[i];
             fprintf(fp, "\n### %s\n\n%s.\n\n", pl->link->name, pl->link->desc);
-            fputs("| W | compute (s) | optim (s) | comm (s) | exposed (s) | epoch (s) | speedup | "
-                  "efficiency | R | measured (s) | error |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            fputs("| W | compute (s) | optim (s) | comm (s) | exposed (s) | comm a step, all / exposed (ms) | "
+                  "epoch (s) | speedup | efficiency | R | measured (s) | error |\n"
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
                   fp);
             for (int j = 0; j < pl->n_pts; j++) {
                 const agn_proj_pt *t = &pl->pts[j];
-                fprintf(fp, "| %ld | %.4g | %.4g | %.4g | %.4g | %.4g | %.2fx | %.0f%% | ", t->world,
-                        t->compute, t->optim, t->comm_total, t->comm_exposed, t->epoch_time, t->speedup,
-                        100 * t->efficiency);
+                fprintf(fp, "| %ld | %.4g | %.4g | %.4g | %.4g | %.3g / %.3g | %.4g | %.2fx | %.0f%% | ", t->world,
+                        t->compute, t->optim, t->comm_total, t->comm_exposed, 1e3 * t->comm_total / g->steps,
+                        1e3 * t->comm_exposed / g->steps, t->epoch_time, t->speedup, 100 * t->efficiency);
                 md_num(fp, t->R);
                 fputs(" | ", fp);
                 md_num(fp, t->measured);
@@ -968,7 +969,8 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
 int agn_projection_write_csv(const agn_projection *p, const agn_summary *s, FILE *fp)
 {
     fputs("config,params,global_batch,link,world_size,devices,compute_scale,compute_s,optim_s,data_s,"
-          "comm_s,comm_exposed_s,epoch_time_s,speedup,efficiency,R,measured_epoch_time_s,error\n",
+          "comm_s,comm_exposed_s,epoch_time_s,speedup,efficiency,R,measured_epoch_time_s,error,steps,"
+          "comm_step_s,comm_exposed_step_s\n",
           fp);
     for (int k = 0; k < p->n_groups; k++) {
         const agn_proj_group *g = &p->groups[k];
@@ -984,7 +986,7 @@ int agn_projection_write_csv(const agn_projection *p, const agn_summary *s, FILE
                 fputc(',', fp);
                 if (isfinite(t->measured)) fprintf(fp, "%.6g,%.6g", t->measured, t->error);
                 else fputc(',', fp);
-                fputc('\n', fp);
+                fprintf(fp, ",%.0f,%.6g,%.6g\n", g->steps, t->comm_total / g->steps, t->comm_exposed / g->steps);
             }
     }
     return ferror(fp) ? -1 : 0;

@@ -92,6 +92,9 @@ for w in 1 2 4 8; do check_row "$w" 1073741824 15.75e9 10e-6 0 pcie3; done
 grep -q '^## tiny' out.md && grep -q '^### pcie3' out.md && grep -q '^\*\*Verdict\*\* over pcie3:' out.md ||
     fail "the Markdown lacks the projection's sections"
 grep -q "parameters" err && fail "the parameter count of the hand-made table disagrees: $(cat err)"
+# a step's communication is the epoch's over its steps
+awk -F, 'NR > 1 { d = $11 / $19 - $20; if (d < 0) d = -d; if ($19 != 63 || d > 1e-5 * $20 + 1e-12) bad = 1 } END { exit bad }' proj.csv ||
+    fail "comm_step_s is not comm_s / steps (63)"
 ok "pcie3, one bucket: W=1,2,4,8 as computed here"
 
 s n1 --preset NVLink3 --project 2,16 --bucket-size 256 --projection-csv proj.csv >/dev/null 2>err || { cat err >&2; fail "--bucket-size 256"; }
