@@ -966,6 +966,22 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
     return ferror(fp) ? -1 : 0;
 }
 
+/* A CSV field, quoted (RFC 4180) when it holds a comma, quote or line end:
+ * a link named by several files is "a.csv,b.csv". */
+static void csv_field(FILE *fp, const char *t)
+{
+    if (!strpbrk(t, ",\"\r\n")) {
+        fputs(t, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *t; t++) {
+        if (*t == '"') fputc('"', fp);
+        fputc(*t, fp);
+    }
+    fputc('"', fp);
+}
+
 int agn_projection_write_csv(const agn_projection *p, const agn_summary *s, FILE *fp)
 {
     fputs("config,params,global_batch,link,world_size,devices,compute_scale,compute_s,optim_s,data_s,"
@@ -978,8 +994,10 @@ int agn_projection_write_csv(const agn_projection *p, const agn_summary *s, FILE
         for (int i = 0; i < g->n_links; i++)
             for (int j = 0; j < g->links[i].n_pts; j++) {
                 const agn_proj_pt *t = &g->links[i].pts[j];
-                fprintf(fp, "%s,%ld,%ld,%s,%ld,%ld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,", sg->config,
-                        sg->params, sg->global_batch, g->links[i].link->name, t->world,
+                csv_field(fp, sg->config);
+                fprintf(fp, ",%ld,%ld,", sg->params, sg->global_batch);
+                csv_field(fp, g->links[i].link->name);
+                fprintf(fp, ",%ld,%ld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,", t->world,
                         devices_for(&p->o, t->world), p->o.compute_scale, t->compute, t->optim, t->data,
                         t->comm_total, t->comm_exposed, t->epoch_time, t->speedup, t->efficiency);
                 if (isfinite(t->R)) fprintf(fp, "%.6g", t->R);

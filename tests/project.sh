@@ -133,6 +133,14 @@ awk -v g="$got" -v w="$want" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= 
     fail "measured link at W=2: epoch $got, expected $want"
 ok "measured link (all-reduce only, shared parameters): W=2 epoch $got s as computed here"
 
+# a link of two files: its name is quoted in the CSV
+cp link.csv link-b.csv
+s n1 --link link.csv,link-b.csv --project 2 --projection-csv proj.csv >/dev/null 2>err && fail "the same points twice were accepted"
+awk -F, -v OFS=, 'NR > 1 { $4 = 3 } { print }' link.csv >link3.csv
+s n1 --link link.csv,link3.csv --project 2,3 --projection-csv proj.csv >/dev/null 2>err || { cat err >&2; fail "--link a,b"; }
+assert_eq "$(sed -n 2p proj.csv | cut -d'"' -f2)" "link.csv,link3.csv" "the quoted link name"
+assert_eq "$(python3 -c 'import csv,sys; r=list(csv.reader(open(sys.argv[1]))); print(len({len(x) for x in r}), r[1][3])' proj.csv)" "1 link.csv,link3.csv" "the CSV's shape"
+
 # calibration from a 2-rank run: measured exposed comm 0.5 s of which imbalance 0.1 s
 mkrun n2 2 1.1 0.5 0.12 0.1
 s n1 n2 --link link.csv --project 1,2,4 --projection-csv proj.csv >cal.md 2>err || { cat err >&2; fail "calibration"; }
