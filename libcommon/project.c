@@ -71,8 +71,8 @@ static const char *base_name(const char *path)
 /* ---- presets ---------------------------------------------------------------- */
 
 /* Bandwidth: one direction of the link, the figure nccl-tests' bus bandwidth
- * approaches (its doc/PERFORMANCE.md); measured busbw is lower, typically
- * 70-90% of it.  Latency: an assumption, not a datasheet figure (see
+ * is compared with (its doc/PERFORMANCE.md); what a system achieves is
+ * lower.  Latency: an assumption, not a datasheet figure (see
  * agn-summarize(1)). */
 const agn_link_preset_info agn_link_presets[] = {
     {"pcie3", "PCIe 3.0 x16", 15.75, 10,
