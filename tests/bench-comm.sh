@@ -3,7 +3,7 @@
 # every collective present and checked right, the bandwidth columns equal to
 # size / time and to nccl-tests' factors recomputed here, the table and CSV
 # agreeing; a corrupted result caught (exit 1, the rank and index named,
-# the rows' wrong counts); -g refused while the nccl transport is not built;
+# the rows' wrong counts); -g refused (the nccl transport is not measured here yet);
 # usage errors.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
@@ -58,7 +58,7 @@ expect_fail 1 'wrong result: rank 0: all-reduce' "$bc" -n 2 -d f64 -b 64 -e 64 -
 assert_eq "$(sed -n 2p nochk.csv | cut -d, -f13)" -1 "unchecked wrong count"
 ok "f64, -c 0"
 
-expect_fail 1 'nccl transport is not built' "$bc" -g 2
+expect_fail 1 'does not measure the nccl transport yet' "$bc" -g 2
 expect_fail 2 "'allreduce' is not all-reduce" "$bc" -O allreduce
 expect_fail 2 'needs the mpi transport' env -u OMPI_COMM_WORLD_RANK -u PMIX_RANK -u PMI_RANK -u SLURM_PROCID "$bc" --mpi-allreduce
 expect_fail 2 'max-bytes is below' "$bc" -b 1M -e 1k

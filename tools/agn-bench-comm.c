@@ -28,7 +28,8 @@ static void usage(void)
           "      --cpu                CPU ranks (the default)\n"
           "  -n, --ranks N            CPU ranks forked on this host (local transport);\n"
           "                           under mpirun or srun each process is one rank (mpi)\n"
-          "  -g, --gpus N             GPU ranks (nccl transport; not built yet)\n"
+          "  -g, --gpus N             GPU ranks (nccl transport): not measured by this\n"
+          "                           program yet; exits 1 saying so\n"
           "      --bind-to WHAT       core (default) or none, as agn-train's\n"
           "      --comm-timeout SEC   a collective waiting longer fails (default 300)\n"
           "\n"
@@ -202,7 +203,8 @@ int main(int argc, char **argv)
                                o.dtype == AGN_F64 ? "f64" : "f32");
     if (gpus && ranks) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
     if (gpus) {
-        agn_warn("-g/--gpus: the nccl transport is not built yet; measure CPU ranks with --cpu -n N");
+        agn_warn("-g/--gpus: agn-bench-comm does not measure the nccl transport yet (device buffers "
+                 "are not wired here; agn-train -g trains with it); measure CPU ranks with --cpu -n N");
         return AGN_EXIT_ERROR;
     }
     int mpi_world = 1;
