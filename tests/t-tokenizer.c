@@ -211,7 +211,7 @@ int main(int argc, char **argv)
     pid_t again[AGN_SIMD_NLEVELS];
     int nagain = 0;
     if (!getenv("AGN_SIMD")) {
-        for (int l = AGN_SIMD_SCALAR; l < AGN_SIMD_AVX512; l++) {
+        for (int l = AGN_SIMD_SCALAR; l < AGN_SIMD_AVX512 && l < (int)agn_simd_level_now(); l++) {
             if (!agn_simd_cpu_has((agn_simd_level)l)) {
                 printf("skip - the %s path: this processor lacks it\n", agn_simd_name((agn_simd_level)l));
                 continue;
