@@ -29,29 +29,6 @@
 #pragma GCC diagnostic pop
 #endif
 
-const char *agn_cpu_model(char *buf, size_t n)
-{
-    buf[0] = '\0';
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) != 0) continue;
-            const char *p = strchr(line, ':');
-            if (!p) continue;
-            for (p++; *p == ' ' || *p == '\t'; p++) {}
-            snprintf(buf, n, "%.*s", (int)strcspn(p, "\n"), p);
-            break;
-        }
-        fclose(f);
-    }
-    if (!buf[0]) {
-        struct utsname u;
-        snprintf(buf, n, "%s processor", uname(&u) == 0 ? u.machine : "unknown");
-    }
-    return buf;
-}
-
 /* The code that GCC's function multiversioning (layers, vocabulary count)
  * runs here: the loader picks it, so AGN_SIMD does not change it. */
 static const char *clones_level(void)
@@ -96,8 +73,8 @@ void agn_print_buildinfo(FILE *fp)
         fprintf(fp, "\n");
     }
     char cpu[256];
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    fprintf(fp, "cpu: %s, %ld CPUs online\n", agn_cpu_model(cpu, sizeof cpu), ncpu);
+    fprintf(fp, "cpu: %s, %ld CPUs online, %d usable\n", agn_cpu_name(cpu, sizeof cpu),
+            sysconf(_SC_NPROCESSORS_ONLN), agn_cpu_count());
     agn_simd_level top = AGN_SIMD_SCALAR;
     for (int l = AGN_SIMD_SCALAR; l < AGN_SIMD_NLEVELS; l++)
         if (agn_simd_cpu_has((agn_simd_level)l)) top = (agn_simd_level)l;

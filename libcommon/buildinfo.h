@@ -12,9 +12,4 @@
 /* "KEY: value" lines, one per part. */
 void agn_print_buildinfo(FILE *fp);
 
-/* The processor's model name ("AMD EPYC 7763 64-Core Processor"; the
- * machine's architecture where the system does not say), in BUF of N
- * bytes; returned. */
-const char *agn_cpu_model(char *buf, size_t n);
-
 #endif

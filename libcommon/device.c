@@ -5,6 +5,8 @@
 #include "config.h"
 #include "device.h"
 
+#include "blas.h"
+
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,9 +14,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* OpenBLAS' own thread count, when the BLAS linked is OpenBLAS. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 int agn_cpu_count(void)
 {
@@ -65,5 +64,5 @@ void agn_cpu_set_threads(int n)
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    if (openblas_set_num_threads) openblas_set_num_threads(n);
+    agn_blas_threads(n); /* one thread for OpenBLAS's pthread build, if that is what was loaded */
 }
