@@ -18,6 +18,9 @@ extern int openblas_get_num_threads(void) __attribute__((weak));
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 #ifdef HAVE_CBLAS
 #include <cblas.h>
+/* Weak, so that a program without matrix products (agn-tokenize, ...)
+ * does not load the BLAS for its --version: there it is NULL. */
+#pragma weak cblas_sgemm
 #endif
 
 const char *agn_blas_threading_name(int threading)
@@ -27,6 +30,7 @@ const char *agn_blas_threading_name(int threading)
     case AGN_BLAS_PTHREAD: return "pthread";
     case AGN_BLAS_SERIAL: return "serial";
     case AGN_BLAS_UNKNOWN: return "not OpenBLAS";
+    case AGN_BLAS_UNUSED: return "not loaded by this program";
     default: return "none";
     }
 }
@@ -36,9 +40,13 @@ void agn_blas_query(agn_blas_info *bi)
     memset(bi, 0, sizeof *bi);
     snprintf(bi->built_for, sizeof bi->built_for, "%s", AGN_BLAS_DESC);
 #ifdef HAVE_CBLAS
+    void (*sgemm)(void) = (void (*)(void))cblas_sgemm;
+    if (!sgemm) {
+        bi->threading = AGN_BLAS_UNUSED;
+        return;
+    }
     bi->threading = AGN_BLAS_UNKNOWN;
     Dl_info di;
-    void (*sgemm)(void) = (void (*)(void))cblas_sgemm;
     void *addr;
     memcpy(&addr, &sgemm, sizeof addr);
     if (dladdr(addr, &di) && di.dli_fname) {
@@ -67,6 +75,7 @@ int agn_blas_check(void)
 #if defined(HAVE_CBLAS) && defined(AGN_BLAS_LIBDIR)
     agn_blas_info bi;
     agn_blas_query(&bi);
+    if (bi.threading == AGN_BLAS_UNUSED) return 0;
     char want[PATH_MAX], dir[sizeof bi.path];
     if (!realpath(AGN_BLAS_LIBDIR, want)) snprintf(want, sizeof want, "%s", AGN_BLAS_LIBDIR);
     snprintf(dir, sizeof dir, "%s", bi.path);

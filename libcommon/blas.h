@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 enum {
+    AGN_BLAS_UNUSED = -3,  /* built with a BLAS, but this program does no matrix products */
     AGN_BLAS_NONE = -2,    /* agn's own loops (built without a BLAS) */
     AGN_BLAS_UNKNOWN = -1, /* a CBLAS that is not OpenBLAS */
     AGN_BLAS_SERIAL = 0,   /* OpenBLAS, single-threaded build */

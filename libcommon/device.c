@@ -5,15 +5,10 @@
 #include "config.h"
 #include "device.h"
 
-#include "blas.h"
-
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 int agn_cpu_count(void)
 {
@@ -58,11 +53,3 @@ const char *agn_cuda_device_name(int i, char *buf, int n)
     return buf;
 }
 #endif
-
-void agn_cpu_set_threads(int n)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
-    agn_blas_threads(n); /* one thread for OpenBLAS's pthread build, if that is what was loaded */
-}

@@ -138,19 +138,16 @@ __attribute__((target("avx"))) static void adamw_avx(float *p, float *mm, float 
 }
 #endif
 
-/* The path of simd.h the update takes: avx512, avx2 (the AVX kernel) or
- * scalar; each gives the same values. */
+/* The path of simd.h the update takes (agn_simd_vector_level): avx512,
+ * avx2 (the AVX kernel) or scalar; each gives the same values. */
 static agn_simd_level adamw_level(void)
 {
 #ifdef AGN_X86_KERNELS
-    agn_simd_level l = agn_simd_level_now();
-    if (l >= AGN_SIMD_AVX512) return AGN_SIMD_AVX512;
-    if (l >= AGN_SIMD_AVX2) return AGN_SIMD_AVX2;
-#endif
+    return agn_simd_vector_level();
+#else
     return AGN_SIMD_SCALAR;
+#endif
 }
-
-const char *agn_adamw_path(void) { return agn_simd_name(adamw_level()); }
 
 static void adamw_range(float *p, float *mm, float *vv, const float *g, size_t n,
                         const adam_args *a, agn_simd_level level)

@@ -73,3 +73,9 @@ agn_simd_level agn_simd_level_now(void)
     while (l > AGN_SIMD_SCALAR && !agn_simd_cpu_has(l)) l--;
     return l;
 }
+
+agn_simd_level agn_simd_vector_level(void)
+{
+    agn_simd_level l = agn_simd_level_now();
+    return l == AGN_SIMD_SSE2 ? AGN_SIMD_SCALAR : l;
+}

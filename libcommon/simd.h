@@ -38,9 +38,10 @@ int agn_simd_cpu_has(agn_simd_level l);
 /* min(the highest level the processor has, agn_simd_limit()). */
 agn_simd_level agn_simd_level_now(void);
 
-/* The path each hand-written kernel takes now, by name (each is defined
- * in the kernel's own file): pass 1 and 2 of the tokenizer are
- * agn_tok_split_path (tokenizer.h). */
-const char *agn_adamw_path(void); /* optim.c: AdamW's update */
+/* The path of the float kernels that have an avx512 and an avx2 version
+ * and no sse2 one (AdamW's update, optim.c): agn_simd_level_now() with sse2
+ * read as scalar.  (The tokenizer's path, which also needs VBMI2 for
+ * avx512, is agn_tok_split_path of tokenizer.h.) */
+agn_simd_level agn_simd_vector_level(void);
 
 #endif

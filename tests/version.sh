@@ -19,12 +19,18 @@ for p in agn-tokenize agn-vocab agn-shard agn-train agn-eval agn-summarize; do
 done
 ok "--version of the six programs: name, version and ten lines of build and machine"
 
-# what configure chose is what --version says was linked
+# what configure chose is what --version says was linked, and what
+# agn-train loads (the others do no matrix products and load no BLAS)
+agn-train --version > out
 desc=$(sed -n 's/^#define AGN_BLAS_DESC "\(.*\)"$/\1/p' "$top_builddir/config.h")
 assert_eq "$(sed -n 's/^blas linked: //p' out)" "$desc" "blas linked"
 if grep -q '^#define AGN_BLAS_THREADING' "$top_builddir/config.h"; then
     want=$(sed -n 's/^#define AGN_BLAS_THREADING "\(.*\)"$/\1/p' "$top_builddir/config.h")
     grep -q "^blas loaded: .*, threading $want" out || { cat out >&2; fail "the BLAS loaded is not the $want build"; }
+    dir=$(sed -n 's/^#define AGN_BLAS_LIBDIR "\(.*\)"$/\1/p' "$top_builddir/config.h")
+    loaded=$(sed -n 's/^blas loaded: \([^,]*\),.*/\1/p' out)
+    [ "$(cd "$(dirname "$loaded")" && pwd -P)" = "$(cd "$dir" && pwd -P)" ] ||
+        fail "agn-train loaded $loaded, not from $dir"
     ok "the BLAS loaded is the $want build configure linked"
 fi
 
