@@ -30,7 +30,7 @@ peak_words() {
 machine_header() {
     machine_tools=$1; shift
     v=$("$machine_tools/agn-train" --version 2>&1) || v=
-    echo "machine: $(echo "$v" | sed -n 's/^cpu: //p'), $(uname -m), $(nproc) CPUs usable, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "machine: $(echo "$v" | sed -n 's/^cpu: //p'), $(uname -m), load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "agn: $(echo "$v" | sed -n 's/^simd: //p')"
     echo "agn BLAS: $(echo "$v" | sed -n 's/^blas loaded: //p')"
     echo "threads: ${*:-(default)}; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(default)}; model FLOP utilisation against $(peak_words)"
