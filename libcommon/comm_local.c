@@ -184,6 +184,17 @@ static void late_ranks(agn_local_seg *s, uint64_t mine, char *buf, size_t n)
     if (!len) snprintf(buf, n, "?");
 }
 
+
+/* The spin-wait hint of the processor: PAUSE on x86, YIELD on Arm. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static int barrier(agn_comm *c, local_state *ls, const char *what)
 {
     agn_local_seg *s = ls->seg;
@@ -200,7 +211,7 @@ static int barrier(agn_comm *c, local_state *ls, const char *what)
     }
     for (int i = 0; i < SPIN_ITERS; i++) {
         if (atomic_load_explicit(&ctl->gen, memory_order_acquire) != g) return 0;
-        __builtin_ia32_pause();
+        cpu_relax();
     }
     double deadline = agn_now() + (c->timeout_s > 0 ? c->timeout_s : AGN_COMM_TIMEOUT_DEFAULT);
     while (atomic_load(&ctl->gen) == g) {

@@ -9,8 +9,10 @@
 #include "config.h"
 #include "csv.h"
 
+#include "simd.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -46,8 +48,13 @@ struct agn_csv {
     char badmsg[160];
 };
 
+static int csv_sse2; /* the 16-byte loop (AGN_SIMD sse2 and up; simd.h) */
+static pthread_once_t csv_once = PTHREAD_ONCE_INIT;
+static void csv_choose(void) { csv_sse2 = agn_simd_level_now() >= AGN_SIMD_SSE2; }
+
 agn_csv *agn_csv_new(agn_input *in, size_t max_record)
 {
+    pthread_once(&csv_once, csv_choose);
     agn_csv *c = agn_xcalloc(1, sizeof *c);
     c->in = in;
     c->max = max_record ? max_record : 1;
@@ -127,11 +134,13 @@ static void bad_char_after_quote(agn_csv *c, unsigned char ch)
 static inline const char *quote_or_lf(const char *p, const char *e)
 {
 #ifdef __SSE2__
-    const __m128i qu = _mm_set1_epi8('"'), lf = _mm_set1_epi8('\n');
-    for (; e - p >= 16; p += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, qu), _mm_cmpeq_epi8(v, lf)));
-        if (m) return p + __builtin_ctz(m);
+    if (csv_sse2) {
+        const __m128i qu = _mm_set1_epi8('"'), lf = _mm_set1_epi8('\n');
+        for (; e - p >= 16; p += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, qu), _mm_cmpeq_epi8(v, lf)));
+            if (m) return p + __builtin_ctz(m);
+        }
     }
 #endif
     while (p < e && *p != '"' && *p != '\n') p++;

@@ -9,12 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-/* OpenBLAS' own thread count, when the BLAS linked is OpenBLAS. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 int agn_cpu_count(void)
 {
@@ -59,11 +53,3 @@ const char *agn_cuda_device_name(int i, char *buf, int n)
     return buf;
 }
 #endif
-
-void agn_cpu_set_threads(int n)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
-    if (openblas_set_num_threads) openblas_set_num_threads(n);
-}

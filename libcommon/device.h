@@ -15,7 +15,10 @@ const char *agn_cuda_device_name(int i, char *buf, int n);
 
 /* The cores this process may run on. */
 int agn_cpu_count(void);
-/* N threads for OpenMP and the BLAS of this process. */
+/* N threads for OpenMP and the BLAS of this process (agn_blas_threads of
+ * blas.h: one for OpenBLAS's pthread build, which would fight OpenMP).
+ * Defined in threads.c, so that what asks device.c about the CPU does not
+ * load OpenMP. */
 void agn_cpu_set_threads(int n);
 /* The CPU model name from /proc/cpuinfo (commas removed), or "cpu". */
 const char *agn_cpu_name(char *buf, size_t n);

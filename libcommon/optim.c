@@ -7,6 +7,7 @@
  * can compare weights after several steps. */
 #include "config.h"
 #include "model.h"
+#include "simd.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -137,18 +138,31 @@ __attribute__((target("avx"))) static void adamw_avx(float *p, float *mm, float 
 }
 #endif
 
-static void adamw_range(float *p, float *mm, float *vv, const float *g, size_t n,
-                        const adam_args *a)
+/* The path of simd.h the update takes (agn_simd_vector_level): avx512,
+ * avx2 (the AVX kernel) or scalar; each gives the same values. */
+static agn_simd_level adamw_level(void)
 {
 #ifdef AGN_X86_KERNELS
-    if (__builtin_cpu_supports("avx512f")) {
+    return agn_simd_vector_level();
+#else
+    return AGN_SIMD_SCALAR;
+#endif
+}
+
+static void adamw_range(float *p, float *mm, float *vv, const float *g, size_t n,
+                        const adam_args *a, agn_simd_level level)
+{
+#ifdef AGN_X86_KERNELS
+    if (level == AGN_SIMD_AVX512) {
         adamw_avx512(p, mm, vv, g, n, a);
         return;
     }
-    if (__builtin_cpu_supports("avx")) {
+    if (level == AGN_SIMD_AVX2) {
         adamw_avx(p, mm, vv, g, n, a);
         return;
     }
+#else
+    (void)level;
 #endif
     adamw_scalar(p, mm, vv, g, 0, n, a);
 }
@@ -173,6 +187,7 @@ void agn_adamw_pieces(float *params, float *adam_m, float *adam_v, const float *
                    .bc2_sqrt = (float)sqrt(bc2), .eps = aa->eps};
     /* one parallel loop over fixed blocks of every piece */
     enum { BLOCK = 8192 };
+    agn_simd_level level = adamw_level();
     size_t nblocks = 0;
     for (int ti = 0; ti < n; ti++) nblocks += (pieces[ti].numel + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(static)
@@ -190,7 +205,7 @@ void agn_adamw_pieces(float *params, float *adam_m, float *adam_v, const float *
         adam_args ta = a;
         ta.decay = tn->decay ? 1.0f - aa->lr * aa->weight_decay : 1.0f;
         size_t off = tn->offset + i0;
-        adamw_range(params + off, adam_m + off, adam_v + off, grads + off, k, &ta);
+        adamw_range(params + off, adam_m + off, adam_v + off, grads + off, k, &ta, level);
     }
 }
 

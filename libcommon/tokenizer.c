@@ -19,6 +19,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include "simd.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ static unsigned char low[256];  /* ASCII lower case */
 static uint8_t p1special[256];  /* pass 1 stops at these */
 static uint8_t isdig[256], isalph[256], ishex[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static int clean_sse2; /* pass 1 looks for its bytes 16 at a time (AGN_SIMD sse2 and up) */
 
 static void choose_split(void);
 
@@ -64,6 +66,7 @@ static void init_tables(void)
         ishex[c] = isdig[c] || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
     cls['<'] = C_LT;
+    clean_sse2 = agn_simd_level_now() >= AGN_SIMD_SSE2;
     choose_split();
     p1special['\\'] = 1;
     p1special[';'] = 1;
@@ -322,17 +325,19 @@ static unsigned char *entity(unsigned char *start, unsigned char *base, unsigned
 static inline const char *find_special(const char *s, const char *p, const char *e)
 {
 #ifdef __SSE2__
-    const __m128i bs = _mm_set1_epi8('\\'), sc = _mm_set1_epi8(';');
-    for (; e - p >= 16; p += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
-        if (m) return p + __builtin_ctz(m);
-    }
-    if (p < e && e - s >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(e - 16));
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
-        m >>= 16 - (e - p); /* the bytes from P on */
-        return m ? p + __builtin_ctz(m) : e;
+    if (clean_sse2) {
+        const __m128i bs = _mm_set1_epi8('\\'), sc = _mm_set1_epi8(';');
+        for (; e - p >= 16; p += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
+            if (m) return p + __builtin_ctz(m);
+        }
+        if (p < e && e - s >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(e - 16));
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, sc)));
+            m >>= 16 - (e - p); /* the bytes from P on */
+            return m ? p + __builtin_ctz(m) : e;
+        }
     }
 #else
     (void)s;
@@ -540,25 +545,58 @@ size_t agn_tok_split_ref(const char *text, size_t n, char *out, size_t *ntok_out
  * character, a byte beyond ASCII); every other byte is punctuation.
  * From the masks, the tokens start at punctuation and at a word byte after
  * a non-word byte, and each token (or the part of a word in this block)
- * ends at the next start, space or slow byte; it is copied with one
- * 16-byte load and store.  So the cost is per token, not per byte. */
+ * ends at the next start, space or slow byte.
+ *
+ * Four paths (simd.h; AGN_SIMD forces a lower one, and tests compare them
+ * with the byte loop above):
+ *   scalar  masks byte by byte; each token copied with one 16-byte copy
+ *   sse2    masks with 16-byte compares; tokens as scalar
+ *   avx2    masks with 32-byte compares; the block written in 16 steps of
+ *           4 bytes, each one table lookup and byte shuffle (no branch per
+ *           token)
+ *   avx512  masks as avx2; the block written with two compress steps
+ *           (needs AVX-512 VBMI2)
+ * So the cost is per token (scalar, sse2) or per block (avx2, avx512), not
+ * per byte. */
 typedef struct {
     uint64_t word, space, slow;
 } block_masks;
 
-#ifdef __SSE2__
+enum { PATH_SCALAR = AGN_SIMD_SCALAR, PATH_SSE2 = AGN_SIMD_SSE2, PATH_AVX2 = AGN_SIMD_AVX2,
+       PATH_AVX512 = AGN_SIMD_AVX512 };
+
+/* The 64 bytes at SRC to LBUF, lower-cased, and their masks: portable. */
+static inline void load_block_c(const unsigned char *src, unsigned char *lbuf, block_masks *m)
+{
+    uint64_t w = 0, sp = 0, sl = 0;
+    for (int i = 0; i < 64; i++) {
+        unsigned c = src[i];
+        lbuf[i] = low[c];
+        if (cls[c] == C_WORD) w |= (uint64_t)1 << i;
+        else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') sp |= (uint64_t)1 << i;
+        else if (cls[c] != C_PUNCT) sl |= (uint64_t)1 << i;
+    }
+    m->word = w;
+    m->space = sp;
+    m->slow = sl;
+}
+
+#if defined(__x86_64__) && defined(__SSE2__) && (__GNUC__ >= 9 || defined(__clang__))
+#define AGN_TOK_X86 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,bmi,bmi2,popcnt")))
+#define WIDE_TARGET __attribute__((target("avx2,bmi,bmi2,popcnt,avx512f,avx512bw,avx512vbmi,avx512vbmi2")))
+
 /* Bytes of V in [LO, LO + N) (N < 128): a signed compare after a shift. */
 static inline __m128i in_range(__m128i v, int lo, int n)
 {
     return _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(-128 - lo))),
                           _mm_set1_epi8((char)(-128 + n)));
 }
-#endif
 
-/* The 64 bytes at SRC to LBUF, lower-cased, and their masks. */
-static inline void load_block(const unsigned char *src, unsigned char *lbuf, block_masks *m)
+/* load_block_c with 16-byte compares. */
+static inline void load_block_sse2(const unsigned char *src, unsigned char *lbuf, block_masks *m)
 {
-#ifdef __SSE2__
     uint64_t w = 0, sp = 0, sl = 0;
     for (int k = 0; k < 4; k++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + 16 * k));
@@ -579,31 +617,94 @@ static inline void load_block(const unsigned char *src, unsigned char *lbuf, blo
     m->word = w;
     m->space = sp;
     m->slow = sl;
-#else
+}
+
+AVX2_TARGET static inline __m256i in_range256(__m256i v, int lo, int n)
+{
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8((char)(-128 + n)),
+                             _mm256_add_epi8(v, _mm256_set1_epi8((char)(-128 - lo))));
+}
+
+/* load_block_c with 32-byte compares. */
+AVX2_TARGET static inline void load_block_avx2(const unsigned char *src, unsigned char *lbuf,
+                                               block_masks *m)
+{
     uint64_t w = 0, sp = 0, sl = 0;
-    for (int i = 0; i < 64; i++) {
-        unsigned c = src[i];
-        lbuf[i] = low[c];
-        if (cls[c] == C_WORD) w |= (uint64_t)1 << i;
-        else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') sp |= (uint64_t)1 << i;
-        else if (cls[c] != C_PUNCT) sl |= (uint64_t)1 << i;
+    for (int k = 0; k < 2; k++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 32 * k));
+        v = _mm256_or_si256(v, _mm256_and_si256(in_range256(v, 'A', 26), _mm256_set1_epi8(0x20)));
+        _mm256_storeu_si256((__m256i *)(void *)(lbuf + 32 * k), v);
+        __m256i isw = _mm256_or_si256(in_range256(v, 'a', 26), in_range256(v, '0', 10));
+        __m256i iss = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')),
+                            _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\t'))),
+            _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\n')),
+                            _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\r'))));
+        __m256i isl = _mm256_andnot_si256(iss, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v));
+        isl = _mm256_or_si256(isl, _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f)),
+                                                   _mm256_cmpeq_epi8(v, _mm256_set1_epi8('<'))));
+        w |= (uint64_t)(uint32_t)_mm256_movemask_epi8(isw) << (32 * k);
+        sp |= (uint64_t)(uint32_t)_mm256_movemask_epi8(iss) << (32 * k);
+        sl |= (uint64_t)(uint32_t)_mm256_movemask_epi8(isl) << (32 * k);
     }
     m->word = w;
     m->space = sp;
     m->slow = sl;
-#endif
 }
 
-#if defined(__x86_64__) && defined(__SSE2__) && (__GNUC__ >= 9 || defined(__clang__))
-#define AGN_TOK_WIDE 1
-#include <immintrin.h>
-#define WIDE_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")))
+/* The avx2 step: for 4 bytes, the 4 bits of SEP (a space before the byte)
+ * and the 4 of KEEP (the byte is written) index a table of byte shuffles
+ * that pick the kept bytes and leave a 0 where a space goes; the 0 becomes
+ * a space by an unsigned maximum with ' ', as every kept byte is above it. */
+static uint8_t shuf4[256][8];
+
+static void init_shuf4(void)
+{
+    for (unsigned idx = 0; idx < 256; idx++) {
+        unsigned sep = idx & 15, keep = idx >> 4, k = 0;
+        memset(shuf4[idx], 0x80, 8);
+        for (unsigned j = 0; j < 4; j++) {
+            if ((sep >> j) & 1) shuf4[idx][k++] = 0x80;
+            if ((keep >> j) & 1) shuf4[idx][k++] = (uint8_t)j;
+        }
+    }
+}
 
 /* The bytes of a block that pass 2 keeps (KEEP) with a space before those
- * that start a token (SEP), written at O in two compress steps: the block
- * is spread to 128 bytes, a space before each byte, and the bytes whose
- * bits are set in the interleaved masks are packed together.  Writes up to
- * 128 bytes at O; returns the new end. */
+ * that start a token (SEP, a subset of KEEP), written at O; writes up to
+ * 128 + 8 bytes at O; returns the new end. */
+AVX2_TARGET static inline unsigned char *emit_block256(const unsigned char *lbuf, uint64_t sep,
+                                                       uint64_t keep, unsigned char *o)
+{
+    const __m128i space = _mm_set1_epi8(' ');
+    /* Each half of the block starts at a place known in advance, so the
+     * two chains of store addresses do not wait for each other; the first
+     * half is written first, as its last store may run into the second
+     * half's first bytes. */
+    unsigned char *half[2] = {o, o + _mm_popcnt_u32((uint32_t)sep) + _mm_popcnt_u32((uint32_t)keep)};
+    unsigned char *end = half[1] + _mm_popcnt_u32((uint32_t)(sep >> 32)) +
+                         _mm_popcnt_u32((uint32_t)(keep >> 32));
+    for (int h = 0; h < 2; h++) {
+        unsigned char *p = half[h];
+        for (int l = 32 * h; l < 32 * h + 32; l += 16) {
+            __m128i lane = _mm_loadu_si128((const __m128i *)(const void *)(lbuf + l));
+            for (int c = 0; c < 16; c += 4) {
+                unsigned idx = (unsigned)((sep >> (l + c)) & 15) | (unsigned)((keep >> (l + c)) & 15) << 4;
+                __m128i ctl = _mm_add_epi8(_mm_loadl_epi64((const __m128i *)(const void *)shuf4[idx]),
+                                           _mm_set1_epi8((char)c));
+                __m128i r = _mm_max_epu8(_mm_shuffle_epi8(lane, ctl), space);
+                _mm_storel_epi64((__m128i *)(void *)p, r);
+                p += _mm_popcnt_u32(idx); /* not a table: the store addresses form a chain */
+            }
+        }
+    }
+    return end;
+}
+
+/* The avx512 step: the block is spread to 128 bytes, a space before each
+ * byte, and the bytes whose bits are set in the interleaved masks are
+ * packed together in two compress steps.  Writes up to 128 bytes at O;
+ * returns the new end. */
 WIDE_TARGET static inline unsigned char *emit_block512(const unsigned char *lbuf, uint64_t sep,
                                                        uint64_t keep, unsigned char *o)
 {
@@ -629,9 +730,9 @@ WIDE_TARGET static inline unsigned char *emit_block512(const unsigned char *lbuf
 }
 #endif
 
-/* The block loop; WIDE: with the AVX-512 step for a whole block. */
+/* The block loop, for the path PATH (a constant where it is inlined). */
 static inline __attribute__((always_inline)) size_t
-split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st, int wide)
+split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st, int path)
 {
     const unsigned char *s = (const unsigned char *)text, *e = s + n;
     unsigned char *o = (unsigned char *)out;
@@ -647,13 +748,20 @@ split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_st
 
     while (s < e) {
         size_t avail = (size_t)(e - s), lim = avail < 64 ? avail : 64;
+        const unsigned char *src = s;
         block_masks m;
-        if (avail >= 64) {
-            load_block(s, lbuf, &m);
-        } else { /* the last bytes, padded with spaces */
+        if (avail < 64) { /* the last bytes, padded with spaces */
             memcpy(tail, s, avail);
             memset(tail + avail, ' ', 64 - avail);
-            load_block(tail, lbuf, &m);
+            src = tail;
+        }
+        switch (path) {
+#ifdef AGN_TOK_X86
+        case PATH_SSE2: load_block_sse2(src, lbuf, &m); break;
+        case PATH_AVX2:
+        case PATH_AVX512: load_block_avx2(src, lbuf, &m); break;
+#endif
+        default: load_block_c(src, lbuf, &m); break;
         }
         uint64_t w = m.word, punct = ~(w | m.space | m.slow);
         uint64_t starts = punct | (w & ~(w << 1 | inword));
@@ -661,8 +769,8 @@ split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_st
         size_t stop = m.slow ? (size_t)__builtin_ctzll(m.slow) : lim; /* bytes done here */
         if (stop < 64) starts &= ((uint64_t)1 << stop) - 1;
         uint64_t piece = inword & w; /* a word carried over from the last block */
-#ifdef AGN_TOK_WIDE
-        if (wide && olim - o >= 128) {
+#ifdef AGN_TOK_X86
+        if (path >= PATH_AVX2 && olim - o >= 128 + 8) {
             /* every byte kept up to STOP, a space before each start but the
              * first of the text */
             uint64_t keep = (w | punct) & (stop < 64 ? ((uint64_t)1 << stop) - 1 : ~(uint64_t)0);
@@ -671,11 +779,10 @@ split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_st
                 starts &= starts - 1;
                 started = 1;
             }
-            o = emit_block512(lbuf, starts, keep, o);
+            if (path == PATH_AVX512) o = emit_block512(lbuf, starts, keep, o);
+            else o = emit_block256(lbuf, starts, keep, o);
             starts = piece = 0;
         }
-#else
-        (void)wide;
 #endif
         /* the tokens one by one; a word carried over goes on without a space */
         while (piece | starts) {
@@ -691,16 +798,8 @@ split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_st
             piece = 0;
             uint64_t rest = ends >> t >> 1;
             size_t len = rest ? (size_t)__builtin_ctzll(rest) + 1 : 64 - t;
-            if (__builtin_expect(len <= 16 && olim - o >= 16, 1)) {
-#ifdef __SSE2__
-                _mm_storeu_si128((__m128i *)(void *)o,
-                                 _mm_loadu_si128((const __m128i *)(const void *)(lbuf + t)));
-#else
-                memcpy(o, lbuf + t, 16);
-#endif
-            } else {
-                memcpy(o, lbuf + t, len);
-            }
+            if (__builtin_expect(len <= 16 && olim - o >= 16, 1)) memcpy(o, lbuf + t, 16);
+            else memcpy(o, lbuf + t, len);
             o += len;
         }
         if (stop == lim) {
@@ -727,34 +826,61 @@ split_blocks(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_st
     return (size_t)(o - (unsigned char *)out);
 }
 
+typedef size_t split_func(const char *, size_t, char *, size_t *, agn_tok_stats *);
 
-static size_t split_sse2(const char *text, size_t n, char *out, size_t *ntok, agn_tok_stats *st)
+static size_t split_scalar(const char *text, size_t n, char *out, size_t *ntok, agn_tok_stats *st)
 {
-    return split_blocks(text, n, out, ntok, st, 0);
+    return split_blocks(text, n, out, ntok, st, PATH_SCALAR);
 }
 
-#ifdef AGN_TOK_WIDE
+#ifdef AGN_TOK_X86
+static size_t split_sse2(const char *text, size_t n, char *out, size_t *ntok, agn_tok_stats *st)
+{
+    return split_blocks(text, n, out, ntok, st, PATH_SSE2);
+}
+
+AVX2_TARGET static size_t split_avx2(const char *text, size_t n, char *out, size_t *ntok,
+                                     agn_tok_stats *st)
+{
+    return split_blocks(text, n, out, ntok, st, PATH_AVX2);
+}
+
 WIDE_TARGET static size_t split_avx512(const char *text, size_t n, char *out, size_t *ntok,
                                        agn_tok_stats *st)
 {
-    return split_blocks(text, n, out, ntok, st, 1);
+    return split_blocks(text, n, out, ntok, st, PATH_AVX512);
 }
 #endif
 
-static size_t (*split_fn)(const char *, size_t, char *, size_t *, agn_tok_stats *) = split_sse2;
+static split_func *split_fn = split_scalar;
+static agn_simd_level split_level = AGN_SIMD_SCALAR;
 
-/* The AVX-512 step where the processor has it (x86-64-v4 with VBMI2: Ice
- * Lake, Zen 4 and later), unless AGN_NO_AVX512 is set (for tests). */
+/* The highest path that the processor runs and AGN_SIMD allows: avx512
+ * needs VBMI2 besides simd.h's level (Ice Lake, Zen 4 and later). */
 static void choose_split(void)
 {
-#ifdef AGN_TOK_WIDE
+#ifdef AGN_TOK_X86
+    agn_simd_level l = agn_simd_level_now();
+    init_shuf4();
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2") &&
-        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") &&
-        !getenv("AGN_NO_AVX512"))
+    if (l >= AGN_SIMD_AVX512 && __builtin_cpu_supports("avx512vbmi") &&
+        __builtin_cpu_supports("avx512vbmi2")) {
         split_fn = split_avx512;
+        split_level = AGN_SIMD_AVX512;
+    } else if (l >= AGN_SIMD_AVX2) {
+        split_fn = split_avx2;
+        split_level = AGN_SIMD_AVX2;
+    } else if (l >= AGN_SIMD_SSE2) {
+        split_fn = split_sse2;
+        split_level = AGN_SIMD_SSE2;
+    }
 #endif
+}
+
+const char *agn_tok_split_path(void)
+{
+    pthread_once(&tables_once, init_tables);
+    return agn_simd_name(split_level);
 }
 
 size_t agn_tok_split(const char *text, size_t n, char *out, size_t *ntok_out, agn_tok_stats *st)

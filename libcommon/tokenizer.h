@@ -70,4 +70,8 @@ size_t agn_tok_split(const char *s, size_t n, char *out, size_t *ntok, agn_tok_s
  * block loop of agn_tok_split to (same arguments, same results). */
 size_t agn_tok_split_ref(const char *s, size_t n, char *out, size_t *ntok, agn_tok_stats *st);
 
+/* The path agn_tok_split and agn_tok_clean take on this processor under
+ * AGN_SIMD (simd.h): "scalar", "sse2", "avx2" or "avx512". */
+const char *agn_tok_split_path(void);
+
 #endif

@@ -745,11 +745,6 @@ int agn_stderr_is_tty(void) { return isatty(STDERR_FILENO); }
 
 /* ---- tool boilerplate ----------------------------------------------------- */
 
-void agn_print_version(void)
-{
-    printf("%s (%s) %s\n", agn_progname, PACKAGE_NAME, PACKAGE_VERSION);
-}
-
 int agn_usage_error(const char *fmt, ...)
 {
     char msg[1024];

@@ -167,7 +167,8 @@ static inline uint64_t agn_get_u64(const unsigned char *p)
 
 /* ---- tool boilerplate ----------------------------------------------------- */
 
-/* Prints "PROG (agn) VERSION" to stdout for --version. */
+/* Prints "PROG (agn) VERSION" and the build and machine (buildinfo.h) to
+ * stdout for --version; defined in buildinfo.c. */
 void agn_print_version(void);
 /* "Try 'PROG --help' for more information." on stderr; returns 2. */
 int agn_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

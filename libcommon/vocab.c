@@ -3,7 +3,10 @@
  * token -> id, and the token counting table agn-vocab builds one with. */
 #include "config.h"
 #include "vocab.h"
+#include "simd.h"
 #include "util.h"
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -310,8 +313,15 @@ static inline void tc_words(const char *tok, size_t len, uint64_t *w0, uint64_t 
     *w1 = load64(b + 8);
 }
 
+/* delim_mask64 below: 16-byte compares (AGN_SIMD sse2 and up; simd.h), else
+ * a byte loop. */
+static int tc_sse2;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static void tc_choose(void) { tc_sse2 = agn_simd_level_now() >= AGN_SIMD_SSE2; }
+
 agn_tokcount *agn_tokcount_new(void)
 {
+    pthread_once(&tc_once, tc_choose);
     agn_tokcount *t = agn_xcalloc(1, sizeof *t);
     t->mask = (1u << 14) - 1;
     t->shift = 64 - 14;
@@ -498,19 +508,20 @@ static inline void tc_queue(const agn_tokcount *t, tc_pending *p, const char *to
 static inline uint64_t delim_mask64(const char *p)
 {
 #ifdef __SSE2__
-    const __m128i sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t');
-    uint64_t m = 0;
-    for (int k = 0; k < 4; k++) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
-        __m128i d = _mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, tab));
-        m |= (uint64_t)(uint32_t)_mm_movemask_epi8(d) << (16 * k);
+    if (tc_sse2) {
+        const __m128i sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t');
+        uint64_t m = 0;
+        for (int k = 0; k < 4; k++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+            __m128i d = _mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, tab));
+            m |= (uint64_t)(uint32_t)_mm_movemask_epi8(d) << (16 * k);
+        }
+        return m;
     }
-    return m;
-#else
+#endif
     uint64_t m = 0;
     for (int k = 0; k < 64; k++) m |= (uint64_t)(p[k] == ' ' || p[k] == '\t') << k;
     return m;
-#endif
 }
 
 /* Built for x86-64-v3 (BMI, AVX2) too, picked by the loader where the

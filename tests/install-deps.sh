@@ -11,7 +11,7 @@ set -eu
 pkgs="build-essential autoconf automake pkg-config zlib1g-dev libyaml-dev
 libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin gnuplot-nox
 mandoc python3-torch python3-numpy time iproute2 util-linux slurm-wlm munge"
-[ "${1:-}" = "--bench" ] && pkgs="$pkgs libjemalloc2 fasttext"
+[ "${1:-}" = "--bench" ] && pkgs="$pkgs libjemalloc2 fasttext python3-venv"
 
 missing=
 for p in $pkgs; do

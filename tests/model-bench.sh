@@ -20,6 +20,7 @@ for mode in "" --pad-to-max --dense --infer "--infer --dense"; do
     # shellcheck disable=SC2086
     "$bench" -c small -t 1 -s 1 -w 0 -b 8 $mode train-00000.agns > out.txt || fail "bench-model $mode failed"
     grep -Eq 'samples_per_s=[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model $mode: no throughput"; }
+    grep -Eq 'gflop_per_s=[0-9]*\.[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model $mode: no model FLOP rate"; }
 done
 ok "bench-model runs in every mode"
 "$bench" -c small -t 1 -s 1 -w 0 -b 8 --backend cpu --precision fp32 train-00000.agns > out.txt ||

@@ -5,6 +5,7 @@
  * block loop of pass 2 against its plain byte loop on random texts. */
 #include "config.h"
 
+#include "simd.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -204,30 +205,50 @@ static void test_block_loop(void)
 int main(int argc, char **argv)
 {
     (void)argc;
-    /* The block loop of pass 2 has an AVX-512 step where the processor has
-     * one: run everything again without it, so both are tested here. */
-    pid_t again = -1;
-    if (!getenv("AGN_NO_AVX512")) {
-        fflush(NULL);
-        again = fork();
-        if (again == 0) {
-            setenv("AGN_NO_AVX512", "1", 1);
-            execv(argv[0], argv);
-            _exit(127);
+    /* Every path of the tokenizer this processor runs (simd.h): the parent
+     * runs the highest, and runs itself again under AGN_SIMD for each lower
+     * one, so each is held to the cases and to the byte loop. */
+    pid_t again[AGN_SIMD_NLEVELS];
+    int nagain = 0;
+    if (!getenv("AGN_SIMD")) {
+        for (int l = AGN_SIMD_SCALAR; l < AGN_SIMD_AVX512 && l < (int)agn_simd_level_now(); l++) {
+            if (!agn_simd_cpu_has((agn_simd_level)l)) {
+                printf("skip - the %s path: this processor lacks it\n", agn_simd_name((agn_simd_level)l));
+                continue;
+            }
+            fflush(NULL);
+            pid_t p = fork();
+            if (p == 0) {
+                setenv("AGN_SIMD", agn_simd_name((agn_simd_level)l), 1);
+                execv(argv[0], argv);
+                _exit(127);
+            }
+            if (p > 0) again[nagain++] = p;
         }
     }
     test_cases();
     test_nul_and_join();
     test_random();
     test_block_loop();
-    int status;
-    if (again > 0 && (waitpid(again, &status, 0) != again || !WIFEXITED(status) ||
-                      WEXITSTATUS(status) != 0)) {
-        fprintf(stderr, "t-tokenizer.c: FAIL: the run with AGN_NO_AVX512=1 failed\n");
+    for (int i = 0; i < nagain; i++) {
+        int status;
+        if (waitpid(again[i], &status, 0) != again[i] || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "t-tokenizer.c: FAIL: a run under AGN_SIMD failed\n");
+            failures++;
+        }
+    }
+    const char *forced = getenv("AGN_SIMD");
+    int fl = forced ? agn_simd_parse(forced) : -1;
+    if (!forced && strcmp(agn_tok_split_path(), "avx512") != 0)
+        printf("skip - the avx512 path: this processor lacks AVX-512 with VBMI2\n");
+    if (fl >= 0 && fl < AGN_SIMD_AVX512 && strcmp(forced, agn_tok_split_path()) != 0) {
+        fprintf(stderr, "t-tokenizer.c: FAIL: AGN_SIMD=%s ran the %s path\n", forced,
+                agn_tok_split_path());
         failures++;
     }
     if (failures) fprintf(stderr, "%d case(s) failed\n", failures);
-    else printf("ok - tokenizer cases, NUL and join, random bytes, block loop = byte loop%s\n",
-                    getenv("AGN_NO_AVX512") ? " (AGN_NO_AVX512)" : "");
+    else printf("ok - tokenizer cases, NUL and join, random bytes, block loop = byte loop (%s path)\n",
+                agn_tok_split_path());
     return failures ? 1 : 0;
 }

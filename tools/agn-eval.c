@@ -102,7 +102,7 @@ static int flush(evaluator *e)
     b.example_index = idx;
     b.train = 0;
     b.loss_scale = 1;
-    agn_model_forward(&e->m, &b);
+    agn_model_forward_infer(&e->m, &b);
     free(idx);
     for (int j = 0; j < e->n; j++) {
         const float *lg = e->m.logits + (size_t)j * e->C;

@@ -3,7 +3,12 @@
  * a fixed shuffle, and times whole optimizer steps (zero gradients,
  * forward, backward, AdamW with clipping) or forward passes alone, after a
  * few untimed warm-up steps.  Prints one line of key=value pairs:
- * samples_per_s, tokens_per_s (real tokens), ms_per_step, peak_rss_mb.
+ * samples_per_s, tokens_per_s (real tokens), ms_per_step, peak_rss_mb, and
+ * gflop_per_s: the model's floating-point work on the real tokens over the
+ * time (the matrix products: per example of n tokens and per layer,
+ * 2n(4D^2 + 2DF) for the projections and 4n^2 D for attention, plus 2DC
+ * for the head; training counts 3 times the forward), for the model FLOP
+ * utilisation model.sh prints.
  *
  *   bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP]
  *               [-b BATCH] [--pad-to-max] [--dense] [--infer]
@@ -20,6 +25,7 @@
  * phase (zero, forward, backward, adamw), to see which one fails to scale
  * with the thread count. */
 #include "config.h"
+#include "blas.h"
 #include "model.h"
 #include "backend.h"
 #include "shard.h"
@@ -102,6 +108,7 @@ int main(int argc, char **argv)
     if (threads) omp_set_num_threads((int)threads);
     threads = omp_get_max_threads();
 #endif
+    agn_blas_threads((int)threads);
     const agn_backend_ops *ops = agn_backend_find(bname);
     if (!ops) {
         agn_warn_err();
@@ -135,11 +142,12 @@ int main(int argc, char **argv)
     int32_t *ids = agn_xmalloc((size_t)batch * T * sizeof(int32_t));
     int32_t *labels = agn_xmalloc((size_t)batch * sizeof(int32_t));
     uint64_t *exi = agn_xmalloc((size_t)batch * sizeof(uint64_t)), cursor = 0;
-    double t0 = 0, tokens = 0, phase[4] = {0};
+    double t0 = 0, tokens = 0, flop = 0, phase[4] = {0};
+    const double D = cfg.d_model, Fd = cfg.d_ff, L = cfg.n_layers, C = cfg.n_classes;
     for (long step = 0; step < warm + steps; step++) {
         if (step == warm) {
             t0 = agn_now();
-            tokens = 0;
+            tokens = flop = 0;
         }
         /* batch assembly is part of the timed step, as in a trainer */
         int Tb = 1;
@@ -160,6 +168,7 @@ int main(int argc, char **argv)
             labels[r] = ds.labels[e];
             exi[r] = e;
             tokens += (double)n;
+            flop += (infer ? 1 : 3) * (L * (2.0 * n * (4 * D * D + 2 * D * Fd) + 4.0 * n * n * D) + 2 * D * C);
         }
         cursor += (uint64_t)batch;
         agn_batch b = {.B = (int)batch, .T = Tb, .ids = ids, .labels = labels,
@@ -204,10 +213,12 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("impl=agn backend=%s precision=%s config=%s mode=%s padding=%s threads=%ld batch=%ld "
-           "steps=%ld samples_per_s=%.1f tokens_per_s=%.0f ms_per_step=%.2f peak_rss_mb=%.1f\n",
+           "steps=%ld samples_per_s=%.1f tokens_per_s=%.0f ms_per_step=%.2f peak_rss_mb=%.1f "
+           "gflop_per_s=%.2f\n",
            ops->name, prec == AGN_PREC_BF16 ? "bf16" : "fp32", cname, infer ? "infer" : "train",
            dense ? "dense" : pad_to_max ? "max" : "dynamic", threads, batch, steps,
-           (double)steps * batch / dt, tokens / dt, 1000.0 * dt / steps, ru.ru_maxrss / 1024.0);
+           (double)steps * batch / dt, tokens / dt, 1000.0 * dt / steps, ru.ru_maxrss / 1024.0,
+           flop / dt / 1e9);
     if (getenv("AGN_BENCH_PHASES") && !infer)
         printf("phases_ms_per_step zero=%.2f forward=%.2f backward=%.2f adamw=%.2f "
                "(on a device: forward is the issue, backward the rest up to the wait)\n",

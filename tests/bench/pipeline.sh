@@ -14,6 +14,9 @@
 #                                   (its AG News clean-up too) and a dict
 #                                   count, under the default python3
 #
+#   agn-tokenize [PATH]             the tokenizer on each SIMD path the
+#                                   processor runs (AGN_SIMD=PATH)
+#
 # and the whole preprocessing of the stand-in and the test split as the
 # README runs it (tokenize | vocab; tokenize | shard, twice).  Each step is
 # timed best of 3 (BENCH_RUNS); peak memory is GNU time's maximum RSS.
@@ -82,6 +85,16 @@ measure "zcat train.csv.gz" "$csv_bytes" - zcat train.csv.gz
 measure "cat train.tok" "$tok_bytes" - cat train.tok
 measure "agn-tokenize train.csv" "$csv_bytes" "cat train.csv" agn-tokenize -q train.csv
 measure "agn-tokenize train.csv.gz" "$csv_bytes" "zcat train.csv.gz" agn-tokenize -q train.csv.gz
+# every SIMD path of the tokenizer this processor runs, forced (AGN_SIMD, agn(7))
+default_path=$(agn-tokenize --version | sed -n 's/^simd: .*; tokenizer \([a-z0-9]*\),.*/\1/p')
+for l in avx512 avx2 sse2 scalar; do
+    got=$(AGN_SIMD=$l agn-tokenize --version | sed -n 's/^simd: .*; tokenizer \([a-z0-9]*\),.*/\1/p')
+    if [ "$got" != "$l" ]; then
+        echo "pipeline.sh: the $l path of agn-tokenize: this processor lacks it" >&2
+        continue
+    fi
+    measure "agn-tokenize [$l]" "$csv_bytes" "cat train.csv" env AGN_SIMD=$l agn-tokenize -q train.csv
+done
 if [ $have_vocab = 1 ]; then
     measure "agn-tokenize | agn-vocab" "$csv_bytes" "cat train.csv" \
         sh -c 'agn-tokenize -q train.csv | agn-vocab -q -n 20000'
@@ -95,6 +108,8 @@ measure "pybasic.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pybasic
 measure "pytok.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pytok.py" train.csv
 
 # ---- the table -----------------------------------------------------------------------
+. "$here/machine.sh"
+machine_header "$(dirname "$(command -v agn-tokenize)")" 1
 echo "agn data pipeline, $(date -u +%Y-%m-%d), $(nproc) CPUs, $(uname -m); best of $runs"
 echo "stand-in: 120,000 rows (train_sample cycled), $(awk "BEGIN { printf \"%.1f\", $csv_bytes / 1e6 }") MB CSV, $(awk "BEGIN { printf \"%.1f\", $(wc -c < train.csv.gz) / 1e6 }") MB gzip -6, $(awk "BEGIN { printf \"%.1f\", $tok_bytes / 1e6 }") MB token stream"
 awk -F '\t' '
@@ -111,6 +126,9 @@ awk -F '\t' '
     }' results.txt
 echo "MB/s: input bytes (the CSV, uncompressed, for the gzip rows) per second."
 echo "x floor: time over the time of cat (zcat for gzip) of the same input; x Python: how many times faster than pybasic.py."
+echo "agn-tokenize's default path here: $default_path; [PATH] rows force AGN_SIMD=PATH"
+awk -F '\t' '$1 ~ /^agn-tokenize \[/ { t[$1] = $4 } END { if ("agn-tokenize [avx2]" in t && "agn-tokenize [avx512]" in t)
+    printf "avx2 path over avx512 path, time: %.2fx (target <= 1.5x)\n", t["agn-tokenize [avx2]"] / t["agn-tokenize [avx512]"] }' results.txt
 [ $have_vocab = 1 ] || echo "note: agn-vocab not found: its rows and the whole pipeline are left out"
 [ $have_shard = 1 ] || echo "note: agn-shard not found: its rows and the whole pipeline are left out"
 

@@ -39,6 +39,10 @@ tokens_per_s (real tokens), ms_per_step, peak_rss_mb, and impl=.
   torch_model.py --tokens FILE --vocab FILE [--config small|large]
                  [--impl functional|module] [--fastpath] [--mkldnn on|off]
                  [--threads N] [--steps N] [--warmup N] [--infer] [--check]
+                 [--compile]
+
+--compile wraps the model in torch.compile (PyTorch 2.x, the inductor
+backend, which compiles C++ for the CPU); the warm-up steps compile it.
 """
 import argparse
 import math
@@ -61,7 +65,7 @@ def load(tokens_path, vocab_path, T):
     vocab = {}
     with open(vocab_path, "rb") as f:
         for line in f:
-            if line.startswith(b"#"):
+            if line.startswith(b"#") and b"\t" not in line:  # the header, not the token "#"
                 continue
             vocab[line.split(b"\t")[0]] = len(vocab)
     examples = []
@@ -204,8 +208,12 @@ class ModuleModel(nn.Module):
 
 
 def make_optimizer(m):
-    # PyTorch 1.13's AdamW has no fused CPU kernel; foreach is its fastest path.
-    return torch.optim.AdamW(m.param_groups(), lr=1e-3, foreach=True)
+    # PyTorch 1.13's AdamW has no fused CPU kernel; foreach is its fastest
+    # path.  PyTorch 2.4 and later have one (fused=True) for the CPU.
+    try:
+        return torch.optim.AdamW(m.param_groups(), lr=1e-3, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(m.param_groups(), lr=1e-3, foreach=True)
 
 
 def train_step(m, opt, ids, labels):
@@ -273,6 +281,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--infer", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (PyTorch 2.x; compiled during the warm-up steps)")
     a = ap.parse_args()
     if a.fastpath and (a.impl != "module" or not a.infer):
         ap.error("--fastpath needs --impl module and --infer")
@@ -295,6 +305,11 @@ def main():
     else:
         m.train(True)
         opt = make_optimizer(m)
+    if a.compile:
+        if a.impl == "functional":
+            m.forward = torch.compile(m.forward)
+        else:
+            m = torch.compile(m)
     tokens, t0 = 0, 0.0
     for step, (ids, labels, ntok) in enumerate(data):
         if step == a.warmup:
@@ -307,11 +322,12 @@ def main():
             train_step(m, opt, ids, labels)
     dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    impl = a.impl + ("-fastpath" if a.fastpath else "") + ("-mkldnn_" + a.mkldnn if a.mkldnn else "")
+    impl = (a.impl + ("-fastpath" if a.fastpath else "") + ("-compile" if a.compile else "")
+            + ("-mkldnn_" + a.mkldnn if a.mkldnn else ""))
     print("impl=torch-%s config=%s mode=%s padding=max threads=%d batch=%d steps=%d "
-          "samples_per_s=%.1f tokens_per_s=%.0f ms_per_step=%.2f peak_rss_mb=%.1f"
+          "samples_per_s=%.1f tokens_per_s=%.0f ms_per_step=%.2f peak_rss_mb=%.1f torch=%s"
           % (impl, a.config, "infer" if a.infer else "train", a.threads, B, a.steps,
-             a.steps * B / dt, tokens / dt, 1000 * dt / a.steps, rss))
+             a.steps * B / dt, tokens / dt, 1000 * dt / a.steps, rss, torch.__version__))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilibcommon -I build/fuzz \
  *       tests/fuzz/fuzz-safetensors.c libcommon/safetensors.c \
- *       libcommon/checkpoint.c libcommon/runconfig.c libcommon/vocab.c \
+ *       libcommon/checkpoint.c libcommon/runconfig.c libcommon/vocab.c libcommon/simd.c \
  *       libcommon/util.c -lyaml -lz -lm -o fuzz-safetensors
  *   mkdir -p corpus && cp RUN/last.safetensors RUN/best.safetensors corpus/
  *   ./fuzz-safetensors -max_total_time=300 -max_len=16384 corpus

@@ -4,7 +4,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilibcommon -I build/tokenize \
  *       tests/fuzz/fuzz-tokenize.c libcommon/input.c libcommon/csv.c \
- *       libcommon/tokenizer.c libcommon/util.c -lz -o fuzz-tokenize
+ *       libcommon/tokenizer.c libcommon/simd.c libcommon/util.c -lz -o fuzz-tokenize
  *   ./fuzz-tokenize -max_total_time=60 -max_len=4096
  *
  * (-I names a configured build directory, for config.h.)  The data goes

@@ -4,7 +4,7 @@
  * Not part of `make check`.  Build and run from the top of the source tree:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilibcommon -I build/fuzz \
- *       tests/fuzz/fuzz-vocab.c libcommon/vocab.c libcommon/util.c -lz -lm \
+ *       tests/fuzz/fuzz-vocab.c libcommon/vocab.c libcommon/simd.c libcommon/util.c -lz -lm \
  *       -o fuzz-vocab
  *   mkdir -p corpus && agn-vocab -o corpus/vocab.txt train.tok
  *   ./fuzz-vocab -max_total_time=300 -max_len=4096 corpus
