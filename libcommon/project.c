@@ -388,8 +388,8 @@ static void step_comm(const agn_proj_group *g, const ranges *rg, const agn_link 
         *lat = z;
         return;
     }
-    o += agn_link_time(l, AGN_BENCH_ALLREDUCE, (double)g->vocab, W); /* the token mask, u8 */
-    z += agn_link_time(l, AGN_BENCH_ALLREDUCE, 1, W);
+    /* (every rank knows the global batch, so the embedding's rows need no
+     * collective of their own: zero.h) */
     for (int i = 0; i < rg->n; i++) {
         if (rg->r[i].sparse) {
             o += agn_link_time(l, AGN_BENCH_ALLREDUCE, g->emb_rows * (double)g->dim * 4, W);
@@ -399,6 +399,9 @@ static void step_comm(const agn_proj_group *g, const ranges *rg, const agn_link 
             z += agn_link_time(l, AGN_BENCH_REDUCE_SCATTER, 1, W);
         }
     }
+    /* the loss and the stop flag (two doubles, issued after backward) */
+    a += agn_link_time(l, AGN_BENCH_ALLREDUCE, 16.0, W);
+    z += agn_link_time(l, AGN_BENCH_ALLREDUCE, 1, W);
     /* the norm (and the per-rank stats riding on it) */
     a += agn_link_time(l, AGN_BENCH_ALLREDUCE, 8.0 * (1 + W), W);
     z += agn_link_time(l, AGN_BENCH_ALLREDUCE, 1, W);
@@ -665,12 +668,12 @@ static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o
                       "bytes; a larger batch per rank, or fewer, larger buckets, would help, a faster link "
                       "hardly.",
                   s->world, s->compute,
-                  (double)(g->n_msgs_overlap + (pl->link->shared && !g->dense ? 2 : g->n_msgs_after)), lat, 100 * lat / T);
+                  (double)(g->n_msgs_overlap + (pl->link->shared && !g->dense ? 3 : g->n_msgs_after)), lat, 100 * lat / T);
     else if (bw >= serial)
         sb_printf(&b, "The link is too slow for the gradient bytes: %.3g MB a step to reduce and %.3g MB "
                       "to gather take %.3g s an epoch exposed (%.0f%% of the epoch, R = %.2f) against %.3g s "
                       "of compute.",
-                  (g->dense_bytes + g->emb_bytes + g->vocab) / 1e6,
+                  (g->dense_bytes + g->emb_bytes) / 1e6,
                   pl->link->shared ? 0.0 : g->param_bytes / 1e6, bw, 100 * bw / T, s->R, s->compute);
     else
         sb_printf(&b, "The serial part dominates: the optimizer's unsharded part, data loading and "
@@ -756,8 +759,8 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         plan(&m, g->bucket_bytes, &rg, &g->n_buckets);
         agn_model_free(&m);
         g->dense = o->dense;
-        g->n_msgs_overlap = 1;
-        g->n_msgs_after = 1 + rg.n; /* the norm, the all-gathers (a barrier where shared) */
+        g->n_msgs_overlap = 0;
+        g->n_msgs_after = 2 + rg.n; /* the loss, the norm, the all-gathers (a barrier where shared) */
         for (int i = 0; i < rg.n; i++) {
             g->param_bytes += rg.r[i].bytes;
             if (!rg.r[i].sparse) g->dense_bytes += rg.r[i].bytes;
@@ -901,7 +904,7 @@ int agn_projection_write_md(const agn_projection *p, const agn_summary *s, FILE 
     fprintf(fp, "\n# Projection\n\n"
                 "Per epoch, from each config's 1-rank run: compute%s divided by W%s, times 1 + the "
                 "imbalance; the optimizer's sharded part likewise, data as measured; communication as "
-                "agn does it (zero.h): the token mask and the embedding's rows of the batch all-reduced, "
+                "agn does it (zero.h): the embedding's rows of the batch all-reduced, "
                 "every other bucket reduce-scattered (these may hide behind backward, at most %.0f%% of "
                 "compute), the norm all-reduced, then the parameters all-gathered (a barrier where the "
                 "ranks share them). Each collective costs what the link gives for its bytes at W: "

@@ -62,9 +62,9 @@ model() { # W BUCKET BW LAT SHARED -> "epoch speedup efficiency R"
         }
         f_ar = 2 * (W - 1) / W; f_h = (W - 1) / W
         rows = 40; if (rows > V) rows = V
-        over = lat + V * f_ar / bw + lat + rows * D * 4 * f_ar / bw
+        over = lat + rows * D * 4 * f_ar / bw
         for (i = 1; i <= nd; i++) over += lat + dense[i] * 4 * f_h / bw
-        after = lat + 8 * (1 + W) * f_ar / bw
+        after = lat + 16 * f_ar / bw + lat + 8 * (1 + W) * f_ar / bw
         if (shared) after += lat + 1 * f_ar / bw
         else { after += lat + V * D * 4 * f_h / bw; for (i = 1; i <= nd; i++) after += lat + dense[i] * 4 * f_h / bw }
         if (W == 1) { over = 0; after = 0 }
@@ -125,8 +125,8 @@ s n1 --link link.csv --project 1,2 --projection-csv proj.csv >/dev/null 2>err ||
 # this link's latency halves for reduce-scatter and all-gather, so price it here the same way
 want=$(awk -v V="$V" -v D="$D" -v P="$P" 'BEGIN {
     ar = 2e-5; bw = 1e9
-    over = (ar + V / bw) + (ar + 40 * D * 4 / bw) + 0.5 * (ar + (P - V * D) * 4 / bw)
-    after = (ar + 8 * 3 / bw) + (ar + 1 / bw)          # norm; shared parameters: a barrier
+    over = (ar + 40 * D * 4 / bw) + 0.5 * (ar + (P - V * D) * 4 / bw)
+    after = (ar + 16 / bw) + (ar + 8 * 3 / bw) + (ar + 1 / bw)   # loss; norm; shared parameters: a barrier
     printf "%.6g", 2.0 / 2 + 0.2 / 2 + 0.01 + 63 * (over + after) }')
 got=$(awk -F, 'NR > 1 && $5 == 2 { print $13 }' proj.csv)
 awk -v g="$got" -v w="$want" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= 1e-4 * w) }' ||
