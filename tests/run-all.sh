@@ -45,6 +45,16 @@ run() { # run DIR CONFIGURE-ARGS...: configure in DIR, build, make check
 }
 
 run "$top/build/release"
+# the timing tests, alone on the machine (make check runs two at once)
+make -C "$top/build/release" check-timing >"$top/build/release/check-timing.out" 2>&1 || status=1
+grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR):' "$top/build/release/check-timing.out" | sed 's|^|[release, alone] |' || true
+if [ -f "$top/build/release/test-suite.log" ]; then
+    count "$top/build/release/test-suite.log"
+    grep -q '^# FAIL: *0$' "$top/build/release/test-suite.log" ||
+        sed -n '/^FAIL\|^ERROR/,/^$/p' "$top/build/release/test-suite.log" | head -n 100
+else
+    failed=$((failed + 1))
+fi
 # The sanitizer pass: every test again, with AGN_TEST_SANITIZED set so the
 # few long training and benchmark-sized tests run on smaller inputs.
 export AGN_TEST_SANITIZED=1
