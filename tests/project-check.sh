@@ -5,8 +5,9 @@
 # the corpus, the local transport measured with agn-bench-comm at 2 and 3
 # ranks; projected from the 1-rank run over that link (for W=3 also with
 # the hidden fraction, imbalance and optimizer split measured at W=2; the
-# ranks on this machine's cores), the epoch times at W=2 and W=3 must come
-# within 15% of the measured ones.  The machine is shared and noisy: each W runs 5
+# ranks on this machine's cores), the epoch time of every W up to the
+# number of cores must come within 15% of the measured one (on 2 cores W=3
+# is time-slicing, whose cost moves with the host: printed, not checked).  The machine is shared and noisy: each W runs 5
 # times, interleaved, and the fastest run of each counts (noise only ever
 # adds time).  The check needs two idle cores: the test skips, saying so,
 # when two busy processes at once run more than 20% slower than one (before
@@ -88,6 +89,14 @@ for wc in 2:none 3:2; do
     awk -v p="$pred" -v m="$meas" -v e="$err" 'BEGIN { d = p / m - 1 - e; exit !(d < 1e-4 && d > -1e-4) }' ||
         fail "W=$w: error $err is not $pred/$meas - 1"
     pct=$(awk -v e="$err" 'BEGIN { printf "%+.1f%%", 100 * e }')
+    # More ranks than cores is time-slicing by the scheduler, whose cost
+    # moves with the host from run to run (3 ranks on 2 cores against 1
+    # rank: 0.59 and 0.68 of its epoch in two quiet runs of this test): such
+    # a W is printed, not held to 15%.
+    if [ "$w" -gt "$cores" ]; then
+        echo "# W=$w on $cores cores (time-sliced, not checked): projected $pred s, measured $meas s ($pct)"
+        continue
+    fi
     awk -v e="$err" 'BEGIN { exit !(e <= 0.15 && e >= -0.15) }' ||
         fail "W=$w (calibration: $cal): projected $pred s, measured $meas s: off by $pct"
     ok "W=$w (calibration: $cal): projected $pred s an epoch, measured $meas s ($pct)"
