@@ -7,6 +7,7 @@
 #include "model.h"
 #include "runconfig.h"
 #include "shard.h"
+#include "summary.h"
 #include "util.h"
 
 #include <errno.h>
@@ -421,13 +422,6 @@ static void step_comm(const agn_proj_group *g, const ranges *rg, const agn_link 
 
 /* ---- reading the run again ------------------------------------------------------------ */
 
-static char *dir_of(const char *file)
-{
-    const char *s = strrchr(file, '/');
-    if (!s) return agn_xstrdup(".");
-    return xasprintf("%.*s", (int)(s - file), file);
-}
-
 /* Tokens a step, from metrics.csv's tokens and steps columns; NAN if absent. */
 static double tokens_per_step(const char *metrics)
 {
@@ -480,7 +474,7 @@ static uint64_t bucket_of(const char *config)
  * epoch's; NAN when the log has none. */
 static double logged_mb(const char *metrics)
 {
-    char *dir = dir_of(metrics), *log = xasprintf("%s/train.log", dir);
+    char *dir = agn_dir_of(metrics), *log = xasprintf("%s/train.log", dir);
     free(dir);
     size_t len;
     char *text = agn_read_file(log, &len);
@@ -511,7 +505,7 @@ static char **train_shards(const char *config, int *n)
     if (line) {
         char *p = strchr(line + 1, '['), *end = strchr(p, '\n');
         if (end) *end = '\0';
-        char *dir = dir_of(config);
+        char *dir = agn_dir_of(config);
         while ((p = strchr(p, '"')) != NULL) {
             char *q = strchr(p + 1, '"');
             if (!q) break;
@@ -717,7 +711,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         memset(g, 0, sizeof *g);
         g->group = k;
         const agn_sum_run *r1 = &s->runs[c1->runs[0]];
-        char *dir = dir_of(r1->path);
+        char *dir = agn_dir_of(r1->path);
         g->config_path = xasprintf("%s/config.yaml", dir);
         free(dir);
         agn_config cfg;
@@ -1034,36 +1028,6 @@ static void gp_str(FILE *fp, const char *t)
     fputc('\'', fp);
 }
 
-/* as summary.c's gp_head: find the script's folder, render PNG then SVG */
-static void gp_head(FILE *fp, const char *name, const char *what)
-{
-    fprintf(fp,
-            "# %s.gp: %s.  Written by agn-summarize with %s.dat beside it;\n"
-            "# renders %s.png and %s.svg beside this script:  gnuplot %s.gp\n"
-            "# (from any directory).\n"
-            "if (!exists(\"suffix\")) suffix = \"\"\n"
-            "here = ARG0\n"
-            "i = strlen(here)\n"
-            "while (i > 0 && here[i:i] ne \"/\") { i = i - 1 }\n"
-            "dir = (i > 0) ? here[1:i] : \"\"\n"
-            "dat = dir . \"%s.dat\"\n"
-            "do for [fmt in \"png svg\"] {\n"
-            "  if (fmt eq \"png\") {\n"
-            "    if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {\n"
-            "      set terminal pngcairo size 960,600 noenhanced font \",11\"\n"
-            "    } else {\n"
-            "      set terminal png size 960,600 noenhanced\n"
-            "    }\n"
-            "  } else {\n"
-            "    set terminal svg size 960,600 dynamic noenhanced\n"
-            "  }\n"
-            "  set output dir . \"%s.\" . fmt . suffix\n"
-            "  reset\n"
-            "  set grid\n"
-            "  set key top left\n",
-            name, what, name, name, name, name, name, name);
-}
-
 static int plot_one(const agn_projection *p, const agn_summary *s, const char *dir, int eff)
 {
     const char *name = agn_projection_plot_names[eff];
@@ -1086,8 +1050,9 @@ static int plot_one(const agn_projection *p, const agn_summary *s, const char *d
                 if (t->speedup > 0 && t->speedup / 1.4 < ymin) ymin = t->speedup / 1.4;
             }
     if ((double)hi > ymax) ymax = (double)hi;
-    gp_head(g.fp, name, eff ? "projected parallel efficiency per link, measured points beside"
-                            : "projected speedup per link, measured points beside");
+    agn_gp_head(g.fp, name, eff ? "projected parallel efficiency per link, measured points beside"
+                            : "projected speedup per link, measured points beside",
+                "top left");
     if (eff)
         fprintf(g.fp, "  set title \"Projected parallel efficiency\"\n"
                       "  set xlabel \"devices (world size)\"\n  set ylabel \"efficiency (%%)\"\n"

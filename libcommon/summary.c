@@ -1220,7 +1220,7 @@ static char *group_key(const agn_summary *s, const agn_sum_group *g)
 
 /* The opening every script shares: find the folder the script is in, and
  * render the plot body once as PNG and once as SVG. */
-static void gp_head(FILE *fp, const char *name, const char *what)
+void agn_gp_head(FILE *fp, const char *name, const char *what, const char *key)
 {
     fprintf(fp,
             "# %s.gp: %s.  Written by agn-summarize with %s.dat beside it;\n"
@@ -1245,8 +1245,8 @@ static void gp_head(FILE *fp, const char *name, const char *what)
             "  set output dir . \"%s.\" . fmt . suffix\n"
             "  reset\n"
             "  set grid\n"
-            "  set key top right\n",
-            name, what, name, name, name, name, name, name);
+            "  set key %s\n",
+            name, what, name, name, name, name, name, name, key);
 }
 
 static void gp_tail(FILE *fp) { fputs("  unset output\n}\n", fp); }
@@ -1322,7 +1322,7 @@ static int plot_epoch_time(const agn_summary *s, const char *dir)
     if (pf_open(&p, dir, "epoch_time")) return -1;
     FILE *d = p.dat.fp, *g = p.gp.fp;
     fputs("# epoch time by world size, one block per config group\n", d);
-    gp_head(g, "epoch_time", "epoch time per config and world size");
+    agn_gp_head(g, "epoch_time", "epoch time per config and world size", "top right");
     long lo, hi;
     x_range(s, &lo, &hi);
     fprintf(g, "  set title \"Epoch time by number of ranks\"\n"
@@ -1357,7 +1357,7 @@ static int plot_speedup(const agn_summary *s, const char *dir)
     FILE *d = p.dat.fp, *g = p.gp.fp;
     fputs("# speedup by world size (over the group's baseline), one block per config group\n",
           d);
-    gp_head(g, "speedup", "speedup over the baseline, the ideal line and the region below 1x");
+    agn_gp_head(g, "speedup", "speedup over the baseline, the ideal line and the region below 1x", "top right");
     long lo, hi;
     x_range(s, &lo, &hi);
     /* log-log: the ideal S = W is a straight line, and so is a constant
@@ -1451,7 +1451,7 @@ static int plot_efficiency(const agn_summary *s, const char *dir)
         fputc('\n', d);
         prev = next;
     }
-    gp_head(g, "efficiency", "parallel efficiency bars per world size and config");
+    agn_gp_head(g, "efficiency", "parallel efficiency bars per world size and config", "top right");
     double ymax = 115;
     for (int k = 0; k < s->n_groups; k++)
         for (int j = 0; j < s->groups[k].n_cols; j++)
@@ -1483,7 +1483,7 @@ static int plot_val_acc(const agn_summary *s, const char *dir)
     if (pf_open(&p, dir, "val_acc")) return -1;
     FILE *d = p.dat.fp, *g = p.gp.fp;
     fputs("# validation accuracy by epoch, one block per run\n", d);
-    gp_head(g, "val_acc", "validation accuracy per epoch, one line per run");
+    agn_gp_head(g, "val_acc", "validation accuracy per epoch, one line per run", "top right");
     fputs("  set title \"Validation accuracy by epoch\"\n"
           "  set xlabel \"epoch\"\n  set ylabel \"validation accuracy\"\n"
           "  set key bottom right\n  set xtics 1\n  set offsets 0.1, 0.1, 0, 0\n", g);

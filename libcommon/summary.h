@@ -122,4 +122,9 @@ double agn_amdahl_eff(double f, double w0, double w);
 
 void agn_summary_free(agn_summary *s);
 
+/* The opening of every gnuplot script agn-summarize writes (its own plots
+ * and the projection's): find the folder the script is in, render the plot
+ * body once as PNG and once as SVG, with the key at KEY ("top right"). */
+void agn_gp_head(FILE *fp, const char *name, const char *what, const char *key);
+
 #endif
