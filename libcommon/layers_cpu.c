@@ -11,6 +11,7 @@
  * calling thread alone. */
 #include "config.h"
 #include "layers_cpu.h"
+#include "layers_row.h"
 
 /* Let GCC turn the comparisons of the elementwise loops (the clamp in
  * agn_expf, dropout's select) into vector selects; this changes no value,
@@ -669,19 +670,10 @@ float agn_crossentropy_forward_cpu(float *losses, float *probs, const float *log
 {
     double total = 0.0;
     for (int b = 0; b < B; b++) {
-        const float *l = logits + (size_t)b * C;
-        float *p = probs + (size_t)b * C;
-        float mx = l[0];
-        for (int c = 1; c < C; c++) mx = l[c] > mx ? l[c] : mx;
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) {
-            p[c] = expf(l[c] - mx);
-            sum += p[c];
-        }
-        for (int c = 0; c < C; c++) p[c] /= sum;
+        float loss = agn_softmax_xent_row(probs + (size_t)b * C, logits + (size_t)b * C, C,
+                                          labels ? labels[b] : -1);
         if (labels) {
-            /* log-sum-exp form: exact even when probs[label] underflows */
-            losses[b] = logf(sum) + mx - l[labels[b]];
+            losses[b] = loss;
             total += losses[b];
         }
     }

@@ -10,6 +10,7 @@ extern "C" {
 #include "cuda_plan.h"
 }
 #include "cuda_check.h"
+#include "layers_row.h"
 #include "rng.h"
 
 #include <math.h>
@@ -1096,17 +1097,9 @@ __global__ void crossentropy_forward_kernel(float *losses, float *probs, const f
                                             const int32_t *labels, float *loss_sum, int B, int C)
 {
     for (int b = threadIdx.x; b < B; b += blockDim.x) {
-        const float *l = logits + (size_t)b * C;
-        float *p = probs + (size_t)b * C;
-        float mx = l[0];
-        for (int c = 1; c < C; c++) mx = l[c] > mx ? l[c] : mx;
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) {
-            p[c] = expf(l[c] - mx);
-            sum += p[c];
-        }
-        for (int c = 0; c < C; c++) p[c] /= sum;
-        if (labels) losses[b] = logf(sum) + mx - l[labels[b]];
+        float loss = agn_softmax_xent_row(probs + (size_t)b * C, logits + (size_t)b * C, C,
+                                          labels ? labels[b] : -1);
+        if (labels) losses[b] = loss;
     }
     if (!labels) return;
     __syncthreads();
