@@ -7,12 +7,18 @@
 # the hidden fraction, imbalance and optimizer split measured at W=2; the
 # ranks on this machine's cores), the epoch time of every W up to the
 # number of cores must come within 15% of the measured one (on 2 cores W=3
-# is time-slicing, whose cost moves with the host: printed, not checked).  The machine is shared and noisy: each W runs 5
-# times, interleaved, and the fastest run of each counts (noise only ever
-# adds time).  The check needs two idle cores: the test skips, saying so,
-# when two busy processes at once run more than 20% slower than one (before
-# and after the runs), or when the two fastest runs of a W still differ by
-# more than 20%.
+# is time-slicing, whose cost moves with the host: printed, not checked).
+#
+# The machine is a shared virtual one whose speed drifts by 20% from one
+# minute to the next.  So the runs go in rounds (W = 1, 2, 3 one after the
+# other, 5 rounds): each round's runs see the same machine, each round is
+# projected on its own (its W=2 and W=3 from its own W=1), and the median
+# of the rounds' errors is the one checked.  The check needs cores that are
+# there: the test skips, saying so, when two busy processes at once run
+# more than 20% slower than one (the best of three tries, before and after
+# the runs), or when a rank's compute per example at W=2 is more than 10%
+# slower than at W=1 in the median round (cores shared underneath: the
+# projection is for separate devices).
 # Needs the corpus.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
@@ -33,7 +39,11 @@ probe() {
 }
 idle() {
     slow=$(probe)
-    [ "$slow" -le 20 ] || skip "the machine is too busy for a 15% timing check ($1): two busy processes ran $slow% slower than one"
+    for try in 2 3; do
+        [ "$slow" -le 20 ] && return 0
+        s=$(probe); [ "$s" -lt "$slow" ] && slow=$s
+    done
+    [ "$slow" -le 20 ] || skip "the machine is too busy for a 15% timing check ($1): two busy processes ran $slow% slower than one (the best of three tries)"
 }
 idle "before"
 
@@ -44,60 +54,69 @@ for w in 2 3; do
     agn-bench-comm -n "$w" -b 8 -e 4M -O all -w 2 -i 10 -q --csv "link$w.csv" 2>err ||
         { cat err >&2; fail "agn-bench-comm -n $w"; }
 done
-# mean epoch time of the timed epochs (2 and 3) of a run
-etime() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-                   NR > 2 { s += $c["epoch_time_s"]; k++ } END { printf "%.6f", s / k }' "$1/metrics.csv"; }
-for r in $(seq "$rounds"); do
-    for w in 1 2 3; do
-        agn-train -c "$top_srcdir/examples/small.yaml" --cpu -n "$w" -t 1 -e 3 --max-examples "$n" \
-            -q -o "run$r-n$w" train-00000.agns 2>err || { cat err >&2; fail "agn-train -n $w (round $r)"; }
-        echo "$w $(etime "run$r-n$w") run$r-n$w" >>times
-    done
-done
-sort -k1,1n -k2,2g times >times.sorted
-best() { awk -v w="$1" '$1 == w { print $3; exit }' times.sorted; }
-echo "epoch times (s), W run:"; sed 's/^/  /' times.sorted
-idle "after the runs"
-# the two fastest runs of each W: how far apart (percent), the worst W
-spread=$(awk '{ k[$1]++; if (k[$1] == 1) a[$1] = $2; if (k[$1] == 2) b[$1] = $2 }
-              END { m = 0; for (w in b) { d = 100 * (b[w] / a[w] - 1); if (d > m) { m = d; mw = w } }
-                    printf "%.0f %s", m, mw }' times.sorted)
-[ "${spread% *}" -le 20 ] ||
-    skip "the machine is too busy for a 15% timing check: the two fastest W=${spread#* } runs differ by ${spread% *}%"
-
-# W=2 from the 1-rank run and the link alone; W=3 also from the overlap,
-# imbalance and optimizer split measured at W=2 (--calibrate 2)
-for cal in none 2; do
-    agn-summarize -q "$(best 1)" "$(best 2)" "$(best 3)" --link link2.csv,link3.csv --devices "$cores" \
-        --calibrate "$cal" --project 1,2,3,4 --projection-csv "proj-$cal.csv" >"summary-$cal.md" 2>err ||
-        { cat err >&2; fail "agn-summarize --link --calibrate $cal"; }
-    sed -n '/^# Projection/,$p' "summary-$cal.md"
-done
-# fields by name (the link's name, two files, is a quoted field with a comma)
+# the mean of a metrics.csv column over the timed epochs (2 and 3) of a run
+mean() { awk -F, -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+                              NR > 2 { s += $c[col]; k++ } END { printf "%.6f", s / k }' "$1/metrics.csv"; }
+# a projection CSV's field by name (the link's name, two files, is a quoted
+# field with a comma)
 field() { # FILE W COLUMN
     python3 -c 'import csv, sys
 for r in csv.DictReader(open(sys.argv[1])):
     if r["world_size"] == sys.argv[2]: print(r[sys.argv[3]])' "$@"
 }
-for wc in 2:none 3:2; do
-    w=${wc%%:*} cal=${wc#*:}
-    pred=$(field "proj-$cal.csv" "$w" epoch_time_s) meas=$(field "proj-$cal.csv" "$w" measured_epoch_time_s)
-    err=$(field "proj-$cal.csv" "$w" error)
-    [ -n "$pred" ] || fail "no projection at W=$w"
-    [ -n "$err" ] || fail "W=$w: no measured epoch time beside the projection"
-    # the error column is pred/meas - 1: recomputed here
-    awk -v p="$pred" -v m="$meas" -v e="$err" 'BEGIN { d = p / m - 1 - e; exit !(d < 1e-4 && d > -1e-4) }' ||
-        fail "W=$w: error $err is not $pred/$meas - 1"
-    pct=$(awk -v e="$err" 'BEGIN { printf "%+.1f%%", 100 * e }')
+echo "round  W=1 (s)  W=2 (s)  W=3 (s)  W=2 compute/example vs W=1  W=2 error  W=3 error"
+for r in $(seq "$rounds"); do
+    for w in 1 2 3; do
+        agn-train -c "$top_srcdir/examples/small.yaml" --cpu -n "$w" -t 1 -e 3 --max-examples "$n" \
+            -q -o "run$r-n$w" train-00000.agns 2>err || { cat err >&2; fail "agn-train -n $w (round $r)"; }
+    done
+    # W=2 from this round's 1-rank run and the link alone; W=3 also from
+    # the overlap, imbalance and optimizer split measured at W=2
+    for cal in none 2; do
+        agn-summarize -q "run$r-n1" "run$r-n2" "run$r-n3" --link link2.csv,link3.csv --devices "$cores" \
+            --calibrate "$cal" --project 1,2,3,4 --projection-csv "proj$r-$cal.csv" >"summary$r-$cal.md" 2>err ||
+            { cat err >&2; fail "agn-summarize --link --calibrate $cal (round $r)"; }
+    done
+    for wc in 2:none 3:2; do
+        w=${wc%%:*} cal=${wc#*:}
+        pred=$(field "proj$r-$cal.csv" "$w" epoch_time_s) meas=$(field "proj$r-$cal.csv" "$w" measured_epoch_time_s)
+        err=$(field "proj$r-$cal.csv" "$w" error)
+        [ -n "$pred" ] || fail "no projection at W=$w (round $r)"
+        [ -n "$err" ] || fail "W=$w: no measured epoch time beside the projection (round $r)"
+        # the error column is pred/meas - 1: recomputed here
+        awk -v p="$pred" -v m="$meas" -v e="$err" 'BEGIN { d = p / m - 1 - e; exit !(d < 1e-4 && d > -1e-4) }' ||
+            fail "W=$w: error $err is not $pred/$meas - 1 (round $r)"
+        eval "err$w=\$err pred$w=\$pred meas$w=\$meas"
+    done
+    cont=$(awk -v a="$(mean "run$r-n1" compute_s)" -v b="$(mean "run$r-n2" compute_s)" 'BEGIN { printf "%.4f", 2 * b / a - 1 }')
+    echo "$r $(mean "run$r-n1" epoch_time_s) $meas2 $meas3 $cont $err2 $err3 $pred2 $pred3" >>rounds
+    awk '{ printf "%5d %8.3f %8.3f %8.3f %+27.1f%% %+9.1f%% %+9.1f%%\n", $1, $2, $3, $4, 100 * $5, 100 * $6, 100 * $7 }' rounds | tail -n 1
+done
+idle "after the runs"
+sed -n '/^# Projection/,$p' "summary1-none.md"
+
+# the median round by a column (1-based; an odd number of rounds)
+median() { sort -k"$1","$1"g rounds | awk -v k="$1" -v n="$rounds" 'NR == (n + 1) / 2 { print $k }'; }
+cont=$(median 5)
+awk -v c="$cont" 'BEGIN { exit !(c <= 0.10) }' ||
+    skip "the host's cores are not independent now: a rank's compute per example at W=2 was $(awk -v c="$cont" 'BEGIN { printf "%.0f", 100 * c }')% slower than at W=1 (median round; shared cores or memory), which a projection for separate devices does not model"
+
+for w in 2 3; do
+    col=$((w + 4))
+    e=$(median "$col")
+    pct=$(awk -v e="$e" 'BEGIN { printf "%+.1f%%", 100 * e }')
+    line=$(sort -k"$col","$col"g rounds | awk -v n="$rounds" 'NR == (n + 1) / 2')
+    set -- $line
+    if [ "$w" = 2 ]; then pred=$8 meas=$3; else pred=$9 meas=$4; fi
     # More ranks than cores is time-slicing by the scheduler, whose cost
     # moves with the host from run to run (3 ranks on 2 cores against 1
     # rank: 0.59 and 0.68 of its epoch in two quiet runs of this test): such
     # a W is printed, not held to 15%.
     if [ "$w" -gt "$cores" ]; then
-        echo "# W=$w on $cores cores (time-sliced, not checked): projected $pred s, measured $meas s ($pct)"
+        echo "# W=$w on $cores cores (time-sliced, not checked): median round projected $pred s, measured $meas s ($pct)"
         continue
     fi
-    awk -v e="$err" 'BEGIN { exit !(e <= 0.15 && e >= -0.15) }' ||
-        fail "W=$w (calibration: $cal): projected $pred s, measured $meas s: off by $pct"
-    ok "W=$w (calibration: $cal): projected $pred s an epoch, measured $meas s ($pct)"
+    awk -v e="$e" 'BEGIN { exit !(e <= 0.15 && e >= -0.15) }' ||
+        fail "W=$w: median round projected $pred s, measured $meas s: off by $pct"
+    ok "W=$w: median round projected $pred s an epoch, measured $meas s ($pct)"
 done
