@@ -11,22 +11,25 @@
 #
 # The machine is a shared virtual one whose speed drifts by 20% from one
 # minute to the next.  So the runs go in rounds (W = 1, 2, 3 one after the
-# other, 5 rounds): each round's runs see the same machine, each round is
-# projected on its own (its W=2 and W=3 from its own W=1), and the median
-# of the rounds' errors is the one checked.  The check needs cores that are
-# there: the test skips, saying so, when two busy processes at once run
-# more than 20% slower than one (the best of three tries, before and after
-# the runs), or when a rank's compute per example at W=2 is more than 10%
-# slower than at W=1 in the median round (cores shared underneath: the
-# projection is for separate devices).
+# other, 7 rounds): each round's runs see the same machine, and each round
+# is projected on its own (its W=2 and W=3 from its own W=1).  The model
+# takes a rank's compute to be the 1-rank compute over W, as on separate
+# devices; on this host the two vCPUs sometimes share what is under them
+# (a rank's compute per example at W=2 up to 17% slower than at W=1 in the
+# same round), and the round's error then follows that slowdown, not the
+# model.  So only the rounds whose compute per example at W=2 is within 5%
+# of W=1's count, the median of their errors is the one checked, and the
+# test skips, saying so, when fewer than 3 rounds qualify, or when two
+# busy processes at once run more than 20% slower than one (the best of
+# three tries, before and after the runs).
 # Needs the corpus.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
 need_corpus test.csv.gz train_sample.csv.gz
 cores=$(nproc 2>/dev/null || echo 1)
 [ "$cores" -ge 2 ] || skip "one core: 2 ranks would share it"
-n=512 rounds=5
-[ "${AGN_TEST_SANITIZED:-0}" = 1 ] && n=256 rounds=3
+n=512 rounds=7
+[ "${AGN_TEST_SANITIZED:-0}" = 1 ] && n=256 rounds=5
 
 # Whether this machine has 2 idle cores now: two copies of a fixed piece of
 # work at once must take no more than 1.2 times one alone; a core busy with
@@ -95,18 +98,20 @@ done
 idle "after the runs"
 sed -n '/^# Projection/,$p' "summary1-none.md"
 
-# the median round by a column (1-based; an odd number of rounds)
-median() { sort -k"$1","$1"g rounds | awk -v k="$1" -v n="$rounds" 'NR == (n + 1) / 2 { print $k }'; }
-cont=$(median 5)
-awk -v c="$cont" 'BEGIN { exit !(c <= 0.10) }' ||
-    skip "the host's cores are not independent now: a rank's compute per example at W=2 was $(awk -v c="$cont" 'BEGIN { printf "%.0f", 100 * c }')% slower than at W=1 (median round; shared cores or memory), which a projection for separate devices does not model"
+# the rounds whose cores held: compute per example at W=2 within 5% of W=1's
+awk '$5 <= 0.05 && $5 >= -0.05' rounds >held
+k=$(wc -l <held)
+echo "rounds whose compute per example at W=2 is within 5% of W=1's: $k of $rounds"
+[ "$k" -ge 3 ] ||
+    skip "the host's cores were not independent: in $((rounds - k)) of $rounds rounds a rank's compute per example at W=2 differed from W=1's by more than 5% (shared cores or memory), which a projection for separate devices does not model"
 
+# the median held round by a column (1-based; the lower median for an even count)
+median_line() { sort -k"$1","$1"g held | awk -v n="$k" 'NR == int((n + 1) / 2)'; }
 for w in 2 3; do
     col=$((w + 4))
-    e=$(median "$col")
+    set -- $(median_line "$col")
+    e=$(eval echo "\$$col")
     pct=$(awk -v e="$e" 'BEGIN { printf "%+.1f%%", 100 * e }')
-    line=$(sort -k"$col","$col"g rounds | awk -v n="$rounds" 'NR == (n + 1) / 2')
-    set -- $line
     if [ "$w" = 2 ]; then pred=$8 meas=$3; else pred=$9 meas=$4; fi
     # More ranks than cores is time-slicing by the scheduler, whose cost
     # moves with the host from run to run (3 ranks on 2 cores against 1
