@@ -24,7 +24,18 @@ extern "C" const char *agn_cuda_device_name(int i, char *buf, int n)
     cudaDeviceProp p;
     cudaError_t e = cudaGetDeviceProperties(&p, i);
     if (e != cudaSuccess) {
-        snprintf(buf, (size_t)n, "none (%s)", cudaGetErrorString(e));
+        int rt = 0, drv = 0;
+        cudaRuntimeGetVersion(&rt);
+        cudaDriverGetVersion(&drv); /* 0: no driver library could be loaded */
+        if (e == cudaErrorInsufficientDriver && drv == 0)
+            snprintf(buf, (size_t)n, "none (no NVIDIA driver on this machine: libcuda.so.1 not found)");
+        else if (e == cudaErrorInsufficientDriver)
+            snprintf(buf, (size_t)n, "none (the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d)",
+                     drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+        else if (e == cudaErrorNoDevice)
+            snprintf(buf, (size_t)n, "none (the NVIDIA driver sees no GPU)");
+        else
+            snprintf(buf, (size_t)n, "none (%s)", cudaGetErrorString(e));
         cudaGetLastError();
         return buf;
     }
