@@ -21,6 +21,7 @@
  * page mapped before the fork. */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "config.h"
+#include "comm-input.h"
 #include "comm.h"
 #include "launch.h"
 #include "util.h"
@@ -51,24 +52,7 @@ static int exit_code; /* a rank whose collective failed as the test wanted exits
 
 /* ---- inputs ------------------------------------------------------------------ */
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-/* Values of widely different magnitudes, so that the order of summation
- * changes the rounded result and a wrong order is caught. */
-static double input(int rank, size_t i, uint64_t salt)
-{
-    uint64_t h = mix(salt * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)rank << 48) ^ i);
-    double u = (double)(h >> 11) / 9007199254740992.0 * 2 - 1;
-    return ldexp(u, (int)(h % 24) - 12);
-}
+static double input(int rank, size_t i, uint64_t salt) { return comm_test_input(rank, i, salt); }
 
 static void fill_f32(float *x, size_t n, int rank, uint64_t salt)
 {

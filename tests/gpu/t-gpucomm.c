@@ -24,6 +24,7 @@
 #include "config.h"
 #include "comm.h"
 #include "comm_gpu.h"
+#include "../comm-input.h"
 #include "launch.h"
 #include "util.h"
 
@@ -60,24 +61,9 @@ static int failures;
 
 static int ngpu;
 
-/* ---- inputs (as t-comm.c: magnitudes that make the order of a sum visible) --------- */
+/* ---- inputs (comm-input.h, as t-comm.c) ------------------------------------------ */
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static float input(int rank, size_t i, uint64_t salt)
-{
-    uint64_t h = mix(salt * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)rank << 48) ^ i);
-    double u = (double)(h >> 11) / 9007199254740992.0 * 2 - 1;
-    return (float)ldexp(u, (int)(h % 24) - 12);
-}
+static float input(int rank, size_t i, uint64_t salt) { return (float)comm_test_input(rank, i, salt); }
 
 static float bf16_round(float x)
 {
