@@ -28,7 +28,7 @@ extern "C" const char *agn_cuda_device_name(int i, char *buf, int n)
         cudaRuntimeGetVersion(&rt);
         cudaDriverGetVersion(&drv); /* 0: no driver library could be loaded */
         if (e == cudaErrorInsufficientDriver && drv == 0)
-            snprintf(buf, (size_t)n, "none (no NVIDIA driver on this machine: libcuda.so.1 not found)");
+            snprintf(buf, (size_t)n, "none (no NVIDIA driver on this machine: the CUDA driver library libcuda.so.1 is not there)");
         else if (e == cudaErrorInsufficientDriver)
             snprintf(buf, (size_t)n, "none (the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d)",
                      drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
