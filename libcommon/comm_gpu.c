@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +132,34 @@ int agn_gpu_pick(int local_rank, int local_world, int visible, int share, int *d
     return agn_seterr("%d ranks on this host but %d GPU%s visible: NCCL cannot put two ranks on one GPU "
                       "(use as many ranks as GPUs, or --transport local to stage through host memory)",
                       local_world, visible, visible == 1 ? "" : "s");
+}
+
+int agn_gpu_ranks_check(long gpus, int under_mpi, int share, int *visible, char *desc, size_t n)
+{
+    *visible = 0;
+    if (!under_mpi && gpus > 1) {
+        if (agn_gpu_probe(visible, desc, n) != 0) return -1;
+    } else { /* one process, no fork to come: ask here */
+        *visible = agn_cuda_device_count();
+        agn_cuda_device_name(0, desc, n > (size_t)INT_MAX ? INT_MAX : (int)n);
+    }
+    if (*visible == 0) return agn_seterr("no usable GPU: %s", desc);
+    if (!under_mpi && gpus > *visible && !share)
+        return agn_seterr("%d GPU%s visible (%s): NCCL cannot put two ranks on one GPU; give -g %d", *visible,
+                          *visible == 1 ? "" : "s", desc, *visible);
+    return 0;
+}
+
+int agn_gpu_rank_setup(agn_comm **comm, int share, int nccl, agn_gpu_comm_opts *go)
+{
+    agn_comm *c = *comm;
+    if (agn_gpu_pick(c->local_rank, c->local_world, agn_cuda_device_count(), share, &go->device) != 0)
+        return agn_adderr("rank %d", c->rank);
+    if (!nccl) return 0;
+    agn_comm *g = agn_comm_nccl_create(c, go);
+    if (!g) return -1;
+    *comm = g;
+    return 0;
 }
 
 int agn_gpu_route(agn_mem_kind kind, size_t count)

@@ -171,4 +171,25 @@ agn_comm *agn_comm_nccl_create(agn_comm *host, const agn_gpu_comm_opts *o);
 /* 1 if this build has the nccl transport (configure found NCCL). */
 int agn_comm_nccl_built(void);
 
+/* ---- GPU ranks of a program ------------------------------------------------------ */
+
+/* Before agn_launch() starts GPUS GPU ranks (-g N; UNDER_MPI: this process
+ * is one of them): *VISIBLE, the GPUs this process sees, and DESC (N
+ * bytes), their description or why there is none.  When the ranks are to
+ * be forked here (GPUS > 1, not UNDER_MPI) a child process asks
+ * (agn_gpu_probe): the supervisor of forked ranks makes no CUDA call; else
+ * this process asks.  -1 with a message when the probe cannot run, when no
+ * GPU is usable ("no usable GPU: ..."), or when ranks forked here need a
+ * GPU each (not SHARE) and fewer are visible ("2 GPUs visible (...): NCCL
+ * cannot put two ranks on one GPU; give -g 2", *VISIBLE > 0: the caller
+ * may add its alternative).  agn-train -g and agn-bench-comm -g. */
+int agn_gpu_ranks_check(long gpus, int under_mpi, int share, int *visible, char *desc, size_t n);
+
+/* In a GPU rank, after agn_launch(): this rank's GPU (agn_gpu_pick over
+ * the GPUs it sees, SHARE as there) into GO->device and, when NCCL, the
+ * nccl transport with GO over *COMM, which then is it.  -1 with a message
+ * naming the rank; *COMM is then still the host transport, for the caller
+ * to abort (agn_comm_abort) and free. */
+int agn_gpu_rank_setup(agn_comm **comm, int share, int nccl, agn_gpu_comm_opts *go);
+
 #endif

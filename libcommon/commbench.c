@@ -5,6 +5,7 @@
  * -a 1) and the slowest rank's. */
 #include "config.h"
 #include "commbench.h"
+#include "device.h"
 #include "util.h"
 
 #include <math.h>
@@ -153,12 +154,60 @@ static void corrupt(agn_bench_op op, int world, int r, void *buf, agn_dtype t, s
     if (hi > lo) put(buf, t, hi - 1, get(buf, t, hi - 1) + 0.5);
 }
 
+/* ---- device memory (agn_bench_mem) ------------------------------------------------ */
+
+static void *cuda_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    return agn_cuda_malloc(bytes);
+}
+
+static void cuda_release(void *ctx, void *p)
+{
+    (void)ctx;
+    agn_cuda_free(p);
+}
+
+static int cuda_from_host(void *ctx, void *dev, const void *host, size_t bytes)
+{
+    return agn_cuda_from_host(dev, host, bytes, ctx);
+}
+
+static int cuda_to_host(void *ctx, void *host, const void *dev, size_t bytes)
+{
+    return agn_cuda_to_host(host, dev, bytes, ctx);
+}
+
+static int cuda_zero(void *ctx, void *dev, size_t bytes) { return agn_cuda_zero(dev, bytes, ctx); }
+
+static int cuda_sync(void *ctx) { return agn_cuda_stream_sync(ctx); }
+
+void agn_bench_cuda_mem(agn_bench_mem *m, void *stream)
+{
+    *m = (agn_bench_mem){.ctx = stream, .alloc = cuda_alloc, .release = cuda_release,
+                         .from_host = cuda_from_host, .to_host = cuda_to_host, .zero = cuda_zero,
+                         .sync = cuda_sync};
+}
+
 /* ---- one collective -------------------------------------------------------------- */
 
 static int agn_call(agn_comm *c, agn_bench_op op, void *buf, size_t count, agn_dtype t)
 {
     agn_comm_req *req = NULL;
     int rc;
+    /* one rank of a transport with collectives (nccl at -g 1): call them,
+     * where agn_comm_* return at once at W = 1 (and the none transport has none) */
+    if (c->world == 1 && c->ops->allreduce_start) {
+        switch (op) {
+        case AGN_BENCH_ALLREDUCE: rc = c->ops->allreduce_start(c, buf, count, t, &req); break;
+        case AGN_BENCH_REDUCE_SCATTER: rc = c->ops->reduce_scatter_start(c, buf, count, t, &req); break;
+        case AGN_BENCH_ALLGATHER: rc = c->ops->allgather_start(c, buf, count, t, &req); break;
+        case AGN_BENCH_BROADCAST: return c->ops->broadcast(c, buf, count, t, 0);
+        default: return agn_seterr("unknown collective %d", (int)op);
+        }
+        if (rc != 0) return -1;
+        return agn_comm_wait(c, req);
+    }
     switch (op) {
     case AGN_BENCH_ALLREDUCE: rc = agn_comm_allreduce_start(c, buf, count, t, &req); break;
     case AGN_BENCH_REDUCE_SCATTER: rc = agn_comm_reduce_scatter_start(c, buf, count, t, &req); break;
@@ -187,24 +236,30 @@ static int mpi_call(void *buf, size_t count, agn_dtype t)
 #endif
 
 /* One row: the checked call, warm-up, timed calls; on every rank.  NATIVE:
- * MPI_Allreduce instead of the transport.  *T gets this rank's mean time,
- * *WRONG its error count (-1 unchecked). */
+ * MPI_Allreduce instead of the transport.  BUF is host memory; the
+ * collectives run on DBUF, o->mem's, when there is one (the checked call's
+ * input and result copied through BUF), else on BUF.  *T gets this rank's
+ * mean time, *WRONG its error count (-1 unchecked). */
 static int measure(agn_comm *c, const agn_bench_opts *o, agn_bench_op op, int native, void *buf,
-                   size_t count, uint32_t salt, double *t, long *wrong)
+                   void *dbuf, size_t count, uint32_t salt, double *t, long *wrong)
 {
     agn_dtype dt = o->dtype;
     size_t es = agn_dtype_size(dt);
+    const agn_bench_mem *m = o->mem;
+    void *cbuf = m ? dbuf : buf;
     int (*call)(agn_comm *, agn_bench_op, void *, size_t, agn_dtype) = agn_call;
 #ifdef HAVE_MPI
-#define CALL() (native ? mpi_call(buf, count, dt) : call(c, op, buf, count, dt))
+#define CALL() (native ? mpi_call(cbuf, count, dt) : call(c, op, cbuf, count, dt))
 #else
-#define CALL() (native ? agn_seterr("MPI_Allreduce: not built with MPI") : call(c, op, buf, count, dt))
+#define CALL() (native ? agn_seterr("MPI_Allreduce: not built with MPI") : call(c, op, cbuf, count, dt))
 #endif
     *wrong = -1;
     if (o->check) {
         char first[256] = "";
         fill(op, c->world, c->rank, buf, dt, count, salt);
+        if (m && m->from_host(m->ctx, dbuf, buf, count * es) != 0) return -1;
         if (CALL() != 0) return -1;
+        if (m && m->to_host(m->ctx, buf, dbuf, count * es) != 0) return -1;
         if (c->rank == o->corrupt_rank) corrupt(op, c->world, c->rank, buf, dt, count);
         *wrong = check(op, c->world, c->rank, buf, dt, count, salt, first, sizeof first);
         if (*wrong && o->on_wrong) {
@@ -214,13 +269,20 @@ static int measure(agn_comm *c, const agn_bench_opts *o, agn_bench_op op, int na
         }
     }
     /* timed calls reduce zeros: the values stay finite however many calls */
-    memset(buf, 0, count * es);
+    if (m) {
+        if (m->zero(m->ctx, dbuf, count * es) != 0) return -1;
+    } else {
+        memset(buf, 0, count * es);
+    }
     for (long i = 0; i < o->warmup; i++)
         if (CALL() != 0) return -1;
+    /* the device idle before the clock starts, and done before it is read */
+    if (m && m->sync(m->ctx) != 0) return -1;
     if (agn_comm_barrier(c) != 0) return -1;
     double t0 = agn_now();
     for (long i = 0; i < o->iters; i++)
         if (CALL() != 0) return -1;
+    if (m && m->sync(m->ctx) != 0) return -1;
     *t = (agn_now() - t0) / (double)o->iters;
 #undef CALL
     return 0;
@@ -237,8 +299,13 @@ int agn_bench_run(agn_comm *c, const agn_bench_opts *o,
     if (o->min_bytes < 1 || o->max_bytes < o->min_bytes || o->step_factor < 2 || o->iters < 1 ||
         o->warmup < 0 || (dt != AGN_F32 && dt != AGN_F64))
         return agn_seterr("commbench: bad options");
+    if (o->mem && o->mpi_allreduce) return agn_seterr("commbench: MPI_Allreduce is timed on host memory only");
     size_t max_count = (size_t)(o->max_bytes / es);
-    void *buf = agn_xalloc_aligned(max_count ? max_count * es : 64);
+    void *buf = agn_xalloc_aligned(max_count ? max_count * es : 64), *dbuf = NULL;
+    if (o->mem && !(dbuf = o->mem->alloc(o->mem->ctx, max_count ? max_count * es : 64))) {
+        free(buf);
+        return agn_adderr("rank %d: the benchmark's device buffer", c->rank);
+    }
     double *gather = agn_xcalloc(2 * (size_t)W, sizeof *gather); /* [W] (time, wrong) */
     int rc = 0;
     uint32_t salt = 1;
@@ -249,7 +316,7 @@ int agn_bench_run(agn_comm *c, const agn_bench_opts *o,
             for (int native = 0; native <= (op == AGN_BENCH_ALLREDUCE && o->mpi_allreduce) && rc == 0; native++) {
                 double t;
                 long wrong;
-                if (measure(c, o, (agn_bench_op)op, native, buf, count, salt++, &t, &wrong) != 0) {
+                if (measure(c, o, (agn_bench_op)op, native, buf, dbuf, count, salt++, &t, &wrong) != 0) {
                     rc = -1;
                     break;
                 }
@@ -292,6 +359,9 @@ int agn_bench_run(agn_comm *c, const agn_bench_opts *o,
     }
     free(gather);
     free(buf);
+    /* after a failed collective the device may still use it (an aborted
+     * NCCL kernel): left to the process's exit, as the transport leaves its own */
+    if (dbuf && rc >= 0) o->mem->release(o->mem->ctx, dbuf);
     return rc < 0 ? -1 : 0;
 }
 

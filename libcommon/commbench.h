@@ -42,6 +42,30 @@ double agn_bench_bus_factor(agn_bench_op op, int world);
 void agn_bench_bandwidth(agn_bench_op op, int world, double bytes, double sec, double *algbw,
                          double *busbw);
 
+/* Where the buffer of the collectives lives when it is not host memory:
+ * device memory for the nccl transport (agn_bench_cuda_mem).  The checked
+ * call's input is written in host memory, copied in (from_host), and its
+ * result copied out (to_host) and checked in host memory, outside the
+ * timed calls; the timed calls' buffer is zeroed on the device (zero), and
+ * sync() (every operation issued has completed) comes before the barrier
+ * that starts the clock and before the clock is read after the last timed
+ * call.  Each returns 0, or -1 (NULL) with a message. */
+typedef struct {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*release)(void *ctx, void *p);
+    int (*from_host)(void *ctx, void *dev, const void *host, size_t bytes);
+    int (*to_host)(void *ctx, void *host, const void *dev, size_t bytes);
+    int (*zero)(void *ctx, void *dev, size_t bytes);
+    int (*sync)(void *ctx);
+} agn_bench_mem;
+
+/* CUDA device memory on the current device, its copies and zeroing on
+ * STREAM (a cudaStream_t: the compute stream given to the nccl transport
+ * with agn_comm_set_stream, which orders its collectives after them);
+ * device.h's agn_cuda_* (each fails saying so in a build without CUDA). */
+void agn_bench_cuda_mem(agn_bench_mem *m, void *stream);
+
 typedef struct {
     uint64_t min_bytes, max_bytes; /* the sweep: min, min*factor, ... <= max */
     long step_factor;              /* >= 2 */
@@ -51,13 +75,14 @@ typedef struct {
     unsigned ops;                  /* bit (1 << op) per collective to run */
     int mpi_allreduce;             /* 1: time MPI_Allreduce too (mpi transport) */
     int corrupt_rank;              /* -1, or a rank whose checked result is altered (tests the check) */
+    const agn_bench_mem *mem;      /* NULL: host memory; else where the buffer lives (not with mpi_allreduce) */
     /* called on the rank that found a wrong result, with "rank R: OP of N
      * elements: index I is X, expected Y (K wrong)"; may be NULL */
     void (*on_wrong)(const char *msg);
 } agn_bench_opts;
 
 typedef struct {
-    const char *transport; /* "local", "mpi", "none" */
+    const char *transport; /* "local", "mpi", "none", "nccl" */
     const char *impl;      /* "agn", or "MPI_Allreduce" */
     agn_bench_op op;
     int world;
@@ -71,7 +96,10 @@ typedef struct {
     long wrong;            /* elements wrong, summed over the ranks; -1: not checked */
 } agn_bench_row;
 
-/* Runs the sweep on C; every rank calls it.  EMIT is called on rank 0 only,
+/* Runs the sweep on C; every rank calls it.  A one-rank C whose transport
+ * has collectives (nccl at -g 1) runs them, as nccl-tests runs NCCL's
+ * one-rank call; the none transport has none (agn_comm_* return at once).
+ * EMIT is called on rank 0 only,
  * once per row, as soon as the row is known (it may print); a non-zero
  * return from EMIT stops the sweep (every rank learns it at the next size).
  * Returns 0, or -1 with a message when a collective failed; wrong results

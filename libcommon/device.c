@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "config.h"
 #include "device.h"
+#include "util.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -51,5 +52,41 @@ const char *agn_cuda_device_name(int i, char *buf, int n)
     (void)i;
     snprintf(buf, (size_t)n, "none (agn was built without CUDA)");
     return buf;
+}
+
+#define NO_CUDA "agn was built without CUDA"
+int agn_cuda_stream_create(int device, void **stream)
+{
+    (void)device;
+    *stream = NULL;
+    return agn_seterr(NO_CUDA);
+}
+void agn_cuda_stream_free(void *stream) { (void)stream; }
+int agn_cuda_stream_sync(void *stream)
+{
+    (void)stream;
+    return agn_seterr(NO_CUDA);
+}
+void *agn_cuda_malloc(size_t bytes)
+{
+    (void)bytes;
+    agn_seterr(NO_CUDA);
+    return NULL;
+}
+void agn_cuda_free(void *p) { (void)p; }
+int agn_cuda_to_host(void *host, const void *dev, size_t bytes, void *stream)
+{
+    (void)host, (void)dev, (void)bytes, (void)stream;
+    return agn_seterr(NO_CUDA);
+}
+int agn_cuda_from_host(void *dev, const void *host, size_t bytes, void *stream)
+{
+    (void)host, (void)dev, (void)bytes, (void)stream;
+    return agn_seterr(NO_CUDA);
+}
+int agn_cuda_zero(void *dev, size_t bytes, void *stream)
+{
+    (void)dev, (void)bytes, (void)stream;
+    return agn_seterr(NO_CUDA);
 }
 #endif

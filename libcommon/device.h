@@ -13,6 +13,26 @@ int agn_cuda_device_count(void);
  * the reason there is none; BUF of N bytes, returned. */
 const char *agn_cuda_device_name(int i, char *buf, int n);
 
+/* Device memory and a stream for a program that moves buffers but has no
+ * model (agn-bench-comm -g; a model's memory goes through its backend,
+ * backend.h).  Without CUDA in the build each says so (-1, NULL).  0, or -1
+ * with a message (agn_seterr). */
+/* Makes DEVICE current in this thread and creates a non-blocking stream on
+ * it into *STREAM (a cudaStream_t). */
+int agn_cuda_stream_create(int device, void **stream);
+void agn_cuda_stream_free(void *stream);
+/* Returns once everything issued on STREAM has completed. */
+int agn_cuda_stream_sync(void *stream);
+/* BYTES of device memory on the current device; NULL with a message. */
+void *agn_cuda_malloc(size_t bytes);
+void agn_cuda_free(void *p);
+/* Copies BYTES between host memory (pageable) and device memory after the
+ * work issued on STREAM, and returns once the copy has completed. */
+int agn_cuda_to_host(void *host, const void *dev, size_t bytes, void *stream);
+int agn_cuda_from_host(void *dev, const void *host, size_t bytes, void *stream);
+/* Queues dev[0 .. BYTES) = 0 on STREAM (returns at once). */
+int agn_cuda_zero(void *dev, size_t bytes, void *stream);
+
 /* The cores this process may run on. */
 int agn_cpu_count(void);
 /* N threads for OpenMP and the BLAS of this process (agn_blas_threads of

@@ -3,8 +3,8 @@
 # every collective present and checked right, the bandwidth columns equal to
 # size / time and to nccl-tests' factors recomputed here, the table and CSV
 # agreeing; a corrupted result caught (exit 1, the rank and index named,
-# the rows' wrong counts); -g refused (the nccl transport is not measured here yet);
-# usage errors.
+# the rows' wrong counts); usage errors (-g: tests/bench-comm-nogpu.sh and
+# tests/gpu/bench-comm-gpu.sh).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/setup.sh"
 
 bc=agn-bench-comm
@@ -58,7 +58,6 @@ expect_fail 1 'wrong result: rank 0: all-reduce' "$bc" -n 2 -d f64 -b 64 -e 64 -
 assert_eq "$(sed -n 2p nochk.csv | cut -d, -f13)" -1 "unchecked wrong count"
 ok "f64, -c 0"
 
-expect_fail 1 'does not measure the nccl transport yet' "$bc" -g 2
 expect_fail 2 "'allreduce' is not all-reduce" "$bc" -O allreduce
 expect_fail 2 'needs the mpi transport' env -u OMPI_COMM_WORLD_RANK -u PMIX_RANK -u PMI_RANK -u SLURM_PROCID "$bc" --mpi-allreduce
 expect_fail 2 'max-bytes is below' "$bc" -b 1M -e 1k
@@ -66,4 +65,4 @@ expect_fail 2 'no rank 5 of 2' "$bc" -n 2 --corrupt 5
 expect_fail 2 'exclude each other' "$bc" -n 2 -g 2
 expect_fail 2 'ranks' "$bc" -n 0
 [ ! -e nope.csv ] || fail "a CSV was left by a usage error"
-ok "usage errors, -g"
+ok "usage errors"

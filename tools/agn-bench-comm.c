@@ -1,12 +1,16 @@
-/* agn-bench-comm: measures the collectives of a transport (local, mpi) the
- * way nccl-tests does: a sweep of message sizes, per size warm-up and timed
- * calls, algorithm and bus bandwidth, and a check of every result.  Ranks
- * are launched as agn-train's are (launch.h): forked with -n N, one per
- * process under mpirun or srun.  The work is in libcommon/commbench.c. */
+/* agn-bench-comm: measures the collectives of a transport (local, mpi,
+ * nccl) the way nccl-tests does: a sweep of message sizes, per size warm-up
+ * and timed calls, algorithm and bus bandwidth, and a check of every
+ * result.  Ranks are launched as agn-train's are (launch.h): forked with
+ * -n N or -g N, one per process under mpirun or srun; GPU ranks take their
+ * GPU and the nccl transport as agn-train's do (comm_gpu.h), with the
+ * buffers in device memory.  The work is in libcommon/commbench.c. */
 #include "config.h"
 
 #include "commbench.h"
 #include "comm.h"
+#include "comm_gpu.h"
+#include "device.h"
 #include "launch.h"
 #include "util.h"
 
@@ -28,8 +32,10 @@ static void usage(void)
           "      --cpu                CPU ranks (the default)\n"
           "  -n, --ranks N            CPU ranks forked on this host (local transport);\n"
           "                           under mpirun or srun each process is one rank (mpi)\n"
-          "  -g, --gpus N             GPU ranks (nccl transport): not measured by this\n"
-          "                           program yet; exits 1 saying so\n"
+          "  -g, --gpus N             GPU ranks (nccl transport), one per GPU, forked on\n"
+          "                           this host; under mpirun or srun each process is one\n"
+          "                           (give -g 1 or the number of processes); buffers in\n"
+          "                           device memory\n"
           "      --bind-to WHAT       core (default) or none, as agn-train's\n"
           "      --comm-timeout SEC   a collective waiting longer fails (default 300)\n"
           "\n"
@@ -43,8 +49,8 @@ static void usage(void)
           "  -d, --dtype TYPE         f32 (default) or f64\n"
           "  -O, --op LIST            comma-separated: all-reduce (default), reduce-scatter,\n"
           "                           all-gather, broadcast, or all\n"
-          "      --mpi-allreduce      with the mpi transport, also time MPI's own\n"
-          "                           MPI_Allreduce on the same buffer\n"
+          "      --mpi-allreduce      with the mpi transport (CPU ranks), also time MPI's\n"
+          "                           own MPI_Allreduce on the same buffer\n"
           "      --corrupt RANK       alter one element of RANK's checked results (tests\n"
           "                           that the check catches a wrong result)\n"
           "\n"
@@ -132,12 +138,12 @@ int main(int argc, char **argv)
         .on_wrong = on_wrong,
     };
     long ranks = 0, gpus = 0, v;
-    int bind = 1, quiet = 0, c;
+    int bind = 1, quiet = 0, cpu = 0, c;
     double comm_timeout = AGN_COMM_TIMEOUT_DEFAULT;
     const char *csv_path = NULL;
     while ((c = getopt_long(argc, argv, "n:g:b:e:f:w:i:c:d:O:qhV", long_opts, NULL)) != -1) {
         switch (c) {
-        case OPT_CPU: break;
+        case OPT_CPU: cpu = 1; break;
         case 'n':
             if (agn_parse_long(optarg, 1, 4096, "--ranks", &ranks) != 0) return agn_usage_error("%s", agn_errmsg());
             break;
@@ -201,19 +207,34 @@ int main(int argc, char **argv)
     if (o.max_bytes < agn_dtype_size(o.dtype))
         return agn_usage_error("--max-bytes: %llu bytes hold no %s element", (unsigned long long)o.max_bytes,
                                o.dtype == AGN_F64 ? "f64" : "f32");
-    if (gpus && ranks) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
-    if (gpus) {
-        agn_warn("-g/--gpus: agn-bench-comm does not measure the nccl transport yet (device buffers "
-                 "are not wired here; agn-train -g trains with it); measure CPU ranks with --cpu -n N");
-        return AGN_EXIT_ERROR;
-    }
+    if (gpus && (ranks || cpu)) return agn_usage_error("-g/--gpus and --cpu/-n/--ranks exclude each other");
+    if (gpus && o.mpi_allreduce)
+        return agn_usage_error("--mpi-allreduce times MPI_Allreduce on host memory: not with -g/--gpus");
     int mpi_world = 1;
     int mpi = agn_mpi_launched(NULL, &mpi_world);
-    int world = mpi ? mpi_world : ranks > 1 ? (int)ranks : 1;
+    if (mpi && gpus > 1 && gpus != mpi_world)
+        return agn_usage_error("-g %ld, but mpirun/srun started %d processes: each process is one GPU rank "
+                               "(give -g %d, or -g 1)", gpus, mpi_world, mpi_world);
+    int world = mpi ? mpi_world : gpus ? (int)gpus : ranks > 1 ? (int)ranks : 1;
     if (o.corrupt_rank >= world) return agn_usage_error("--corrupt: there is no rank %d of %d", o.corrupt_rank, world);
     if (o.mpi_allreduce && !mpi)
         return agn_usage_error("--mpi-allreduce needs the mpi transport: run under mpirun or srun");
     if (mpi && ranks > 1) return agn_usage_error("-n/--ranks: under mpirun or srun the ranks are its processes");
+    if (gpus) {
+        /* as agn-train -g: the supervisor of forked ranks makes no CUDA call
+         * (a child counts the GPUs), each rank one GPU of its own */
+        if (!agn_comm_nccl_built()) {
+            agn_warn("-g %ld: this build has no nccl transport (configure found no CUDA toolkit with NCCL); "
+                     "measure CPU ranks with --cpu -n N", gpus);
+            return AGN_EXIT_ERROR;
+        }
+        char gdesc[1024];
+        int visible = 0;
+        if (agn_gpu_ranks_check(gpus, mpi, 0, &visible, gdesc, sizeof gdesc) != 0) {
+            agn_warn("-g %ld: %s", gpus, agn_errmsg());
+            return AGN_EXIT_ERROR;
+        }
+    }
 
     agn_cleanup_on_signals();
     /* MPI_Allreduce is called from this thread, the transport's collectives
@@ -222,7 +243,7 @@ int main(int argc, char **argv)
         agn_warn_err();
         return AGN_EXIT_ERROR;
     }
-    agn_launch_opts lo = {.ranks = (int)ranks, .timeout_s = comm_timeout, .bind = bind};
+    agn_launch_opts lo = {.ranks = (int)(gpus ? (mpi ? 0 : gpus) : ranks), .timeout_s = comm_timeout, .bind = bind};
     agn_comm *comm = NULL;
     int status = AGN_EXIT_OK;
     int lrc = agn_launch(&lo, &comm, &status);
@@ -236,18 +257,43 @@ int main(int argc, char **argv)
         return AGN_EXIT_ERROR;
     }
 
+    /* GPU ranks: this rank's GPU, the nccl transport over the host's (at
+     * -g 1 too: NCCL's one-rank call is what is measured), a stream the
+     * collectives follow, and the benchmark's buffer in device memory */
+    void *stream = NULL;
+    agn_bench_mem mem;
+    char gpu_name[256] = "";
+    if (gpus) {
+        agn_gpu_comm_opts go = {0};
+        int grc = agn_gpu_rank_setup(&comm, 0, 1, &go);
+        if (grc == 0 && (agn_cuda_stream_create(go.device, &stream) != 0 || agn_comm_set_stream(comm, stream) != 0))
+            grc = agn_adderr("rank %d: GPU %d", comm->rank, go.device);
+        if (grc != 0) {
+            agn_warn_err();
+            agn_comm_abort(comm, agn_errmsg());
+            agn_comm_free(comm);
+            agn_cuda_stream_free(stream);
+            return AGN_EXIT_ERROR;
+        }
+        agn_bench_cuda_mem(&mem, stream);
+        o.mem = &mem;
+        agn_cuda_device_name(go.device, gpu_name, sizeof gpu_name);
+    }
+
     sink s = {.table = quiet ? NULL : stdout};
     if (comm->rank == 0) {
         if (csv_path && agn_out_open(&s.csv, csv_path) != 0) {
             agn_warn_err();
             agn_comm_abort(comm, "rank 0 cannot write the CSV");
             agn_comm_free(comm);
+            agn_cuda_stream_free(stream);
             agn_bench_mpi_finalize();
             return AGN_EXIT_ERROR;
         }
         s.have_csv = csv_path != NULL;
         if (s.have_csv) fprintf(s.csv.fp, "%s\n", AGN_BENCH_CSV_HEADER);
         if (s.table) agn_bench_table_header(s.table, comm->ops->name, comm->world, &o);
+        if (s.table && gpus) fprintf(s.table, "# rank 0: %s\n", gpu_name);
     }
     int rc = agn_bench_run(comm, &o, emit, &s);
     if (rc != 0) {
@@ -274,6 +320,7 @@ int main(int argc, char **argv)
         }
     }
     agn_comm_free(comm);
+    agn_cuda_stream_free(stream);
     agn_bench_mpi_finalize();
     return status;
 }

@@ -325,25 +325,9 @@ int main(int argc, char **argv)
             goto out;
         }
         int visible = 0;
-        if (!under_mpi && gpus > 1) {
-            if (agn_gpu_probe(&visible, gdesc, sizeof gdesc) != 0) {
-                agn_warn("-g %ld: %s", gpus, agn_errmsg());
-                status = AGN_EXIT_ERROR;
-                goto out;
-            }
-        } else { /* one process, no fork to come: ask here */
-            visible = agn_cuda_device_count();
-            agn_cuda_device_name(0, gdesc, sizeof gdesc);
-        }
-        if (visible == 0) {
-            agn_warn("-g %ld: no usable GPU: %s", gpus, gdesc);
-            status = AGN_EXIT_ERROR;
-            goto out;
-        }
-        if (!under_mpi && gpus > visible && !staged) {
-            agn_warn("-g %ld: %d GPU%s visible (%s): NCCL cannot put two ranks on one GPU; give -g %d, or "
-                     "--transport local to stage through host memory", gpus, visible, visible == 1 ? "" : "s",
-                     gdesc, visible);
+        if (agn_gpu_ranks_check(gpus, under_mpi, staged, &visible, gdesc, sizeof gdesc) != 0) {
+            agn_warn("-g %ld: %s%s", gpus, agn_errmsg(),
+                     visible > 0 ? ", or --transport local to stage through host memory" : "");
             status = AGN_EXIT_ERROR;
             goto out;
         }
@@ -421,20 +405,12 @@ int main(int argc, char **argv)
     char device[256];
     int device_index = 0;
     if (backend) {
-        /* this rank's GPU, and the transport between GPU ranks */
-        int visible = agn_cuda_device_count();
-        if (agn_gpu_pick(comm->local_rank, comm->local_world, visible, staged, &device_index) != 0) {
-            agn_adderr("rank %d", comm->rank);
-            goto rank_failed;
-        }
-        /* NCCL between the GPUs; with --transport local the job's transport
-         * stays, and the trainer stages the model's buffers over it */
-        if (comm->world > 1 && !staged) {
-            agn_gpu_comm_opts go = {.device = device_index, .wire_bf16 = wire_bf16};
-            agn_comm *g = agn_comm_nccl_create(comm, &go);
-            if (!g) goto rank_failed;
-            comm = g;
-        }
+        /* this rank's GPU, and NCCL between the GPUs; with --transport
+         * local the job's transport stays, and the trainer stages the
+         * model's buffers over it */
+        agn_gpu_comm_opts go = {.wire_bf16 = wire_bf16};
+        if (agn_gpu_rank_setup(&comm, staged, comm->world > 1 && !staged, &go) != 0) goto rank_failed;
+        device_index = go.device;
         agn_cuda_device_name(device_index, device, sizeof device);
         for (char *p = device; *p; p++) /* a field of metrics.csv */
             if (*p == ',') *p = ';';
