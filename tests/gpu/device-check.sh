@@ -10,7 +10,10 @@
 #      agn-train, else a build here when the compilers and headers are there;
 #   2. every test of tests/gpu/ (the programs tests/gpu/t-* of the build and
 #      the scripts tests/gpu/*.sh but this one and pack-device.sh), each
-#      under a time limit, with its whole output;
+#      under a time limit, with its whole output; then the nccl transport
+#      measured on every visible GPU (agn-bench-comm -g N, all-reduce,
+#      8 B .. 128 MiB, every result checked; a few seconds), its CSV kept
+#      as $OUT/bench-comm-gpu.csv (agn-summarize --link reads it);
 #   3. the GPU benchmark, tests/bench/gpu.sh (agn and PyTorch on this GPU);
 #   4. the CUDA backend's model benchmark (tests/bench/bench-model --backend
 #      cuda, small and large, bf16 and fp32) when the build has it.
@@ -138,6 +141,14 @@ for t in "$src"/tests/gpu/*.sh; do
     case $(basename "$t") in device-check.sh | pack-device.sh) continue ;; esac
     runtest "$(basename "$t")" 200 sh "$t"
 done
+
+# the nccl transport's figures here, as bench-comm-gpu.sh measures them
+# (every GPU one rank, at most 8); the table is in the log, the CSV in $out
+ng=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+[ "$ng" -ge 1 ] 2>/dev/null || ng=1
+[ "$ng" -le 8 ] || ng=8
+runtest "agn-bench-comm -g $ng" 60 "$build/tools/agn-bench-comm" -g "$ng" -b 8 -e 128M -f 4 -w 5 -i 20 \
+    --csv "$out/bench-comm-gpu.csv"
 
 say "3. benchmark (tests/bench/gpu.sh)"
 data=$src/.devcarry/data
