@@ -18,7 +18,7 @@
 
 static int gt_failures;
 
-static void gt_skip_without_gpu(const char *prog)
+static inline void gt_skip_without_gpu(const char *prog)
 {
 #ifndef AGN_CUDA_BACKEND
     printf("SKIP: %s: the CUDA backend is not built (configure found no nvcc with cuBLASLt)\n", prog);
@@ -35,7 +35,7 @@ static void gt_skip_without_gpu(const char *prog)
 }
 
 /* normwise relative error of A against the reference B */
-static double gt_rel(const float *a, const float *b, size_t n, int *finite)
+static inline double gt_rel(const float *a, const float *b, size_t n, int *finite)
 {
     double maxd = 0, maxb = 0;
     *finite = 1;
@@ -49,7 +49,7 @@ static double gt_rel(const float *a, const float *b, size_t n, int *finite)
 }
 
 /* compares and prints one line; returns 1 when it passed */
-static int gt_check(const char *what, const float *got, const float *want, size_t n, double tol)
+static inline int gt_check(const char *what, const float *got, const float *want, size_t n, double tol)
 {
     int finite;
     double e = gt_rel(got, want, n, &finite);
@@ -62,7 +62,7 @@ static int gt_check(const char *what, const float *got, const float *want, size_
 }
 
 /* bit-for-bit equality, printed */
-static int gt_same(const char *what, const void *got, const void *want, size_t bytes)
+static inline int gt_same(const char *what, const void *got, const void *want, size_t bytes)
 {
     int ok = memcmp(got, want, bytes) == 0;
     size_t first = 0;
@@ -75,7 +75,7 @@ static int gt_same(const char *what, const void *got, const void *want, size_t b
 }
 
 /* uniform in [-1, 1) from a counter */
-static float gt_rand(uint64_t *s)
+static inline float gt_rand(uint64_t *s)
 {
     *s += 0x9e3779b97f4a7c15ULL;
     uint64_t z = *s;
@@ -85,12 +85,12 @@ static float gt_rand(uint64_t *s)
     return (float)((double)(z >> 40) / 8388608.0 - 1.0);
 }
 
-static void gt_fill(float *x, size_t n, uint64_t seed, float scale)
+static inline void gt_fill(float *x, size_t n, uint64_t seed, float scale)
 {
     for (size_t i = 0; i < n; i++) x[i] = scale * gt_rand(&seed);
 }
 
-static int gt_finish(const char *prog)
+static inline int gt_finish(const char *prog)
 {
     if (gt_failures) {
         printf("%s: %d failures\n", prog, gt_failures);
