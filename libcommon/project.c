@@ -20,43 +20,6 @@
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = agn_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* a growing string */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        b->cap = (b->len + (size_t)n + 1) * 2;
-        b->s = agn_xrealloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 static void add_note(agn_projection *p, char *note)
 {
     p->notes = agn_xrealloc(p->notes, (size_t)(p->n_notes + 1) * sizeof *p->notes);
@@ -107,14 +70,14 @@ int agn_link_preset(agn_link *l, const char *name)
         const agn_link_preset_info *p = &agn_link_presets[i];
         if (strcasecmp(name, p->name) != 0) continue;
         l->name = agn_xstrdup(p->name);
-        l->desc = xasprintf("%s, %.4g GB/s bus bandwidth, %.3g us a collective (preset)", p->what,
+        l->desc = agn_xasprintf("%s, %.4g GB/s bus bandwidth, %.3g us a collective (preset)", p->what,
                             p->busbw_gbs, p->latency_us);
         l->busbw = p->busbw_gbs;
         l->latency_s = p->latency_us * 1e-6;
         return 0;
     }
-    sbuf b = {0};
-    for (int i = 0; agn_link_presets[i].name; i++) sb_printf(&b, "%s%s", i ? ", " : "", agn_link_presets[i].name);
+    agn_sbuf b = {0};
+    for (int i = 0; agn_link_presets[i].name; i++) agn_sb_printf(&b, "%s%s", i ? ", " : "", agn_link_presets[i].name);
     agn_seterr("'%s' is not a link preset (%s)", name, b.s);
     free(b.s);
     return -1;
@@ -229,10 +192,10 @@ int agn_link_read(agn_link *l, const char *paths)
     memset(l, 0, sizeof *l);
     char *transport = NULL, *copy = agn_xstrdup(paths), *save = NULL;
     int cap = 0, rc = 0;
-    sbuf names = {0};
+    agn_sbuf names = {0};
     for (char *p = strtok_r(copy, ",", &save); p && rc == 0; p = strtok_r(NULL, ",", &save)) {
         rc = read_one(l, p, &transport, &cap);
-        sb_printf(&names, "%s%s", names.len ? "," : "", base_name(p));
+        agn_sb_printf(&names, "%s%s", names.len ? "," : "", base_name(p));
     }
     if (rc == 0 && l->n_pts == 0) rc = agn_seterr("--link: no file named");
     int have_ar = 0;
@@ -256,13 +219,13 @@ int agn_link_read(agn_link *l, const char *paths)
     l->measured = 1;
     l->shared = strcmp(transport, "local") == 0;
     l->name = names.s;
-    sbuf b = {0};
-    sb_printf(&b, "measured: agn's %s transport, agn-bench-comm at W =", transport);
+    agn_sbuf b = {0};
+    agn_sb_printf(&b, "measured: agn's %s transport, agn-bench-comm at W =", transport);
     for (int i = 0; i < l->n_pts; i++)
         if (i == 0 || l->pts[i].world != l->pts[i - 1].world || l->pts[i].op != l->pts[i - 1].op) {
             int seen = 0;
             for (int k = 0; k < i; k++) seen |= l->pts[k].world == l->pts[i].world;
-            if (!seen) sb_printf(&b, "%s %d", i ? "," : "", l->pts[i].world);
+            if (!seen) agn_sb_printf(&b, "%s %d", i ? "," : "", l->pts[i].world);
         }
     l->desc = b.s;
     free(transport);
@@ -474,7 +437,7 @@ static uint64_t bucket_of(const char *config)
  * epoch's; NAN when the log has none. */
 static double logged_mb(const char *metrics)
 {
-    char *dir = agn_dir_of(metrics), *log = xasprintf("%s/train.log", dir);
+    char *dir = agn_dir_of(metrics), *log = agn_xasprintf("%s/train.log", dir);
     free(dir);
     size_t len;
     char *text = agn_read_file(log, &len);
@@ -511,7 +474,7 @@ static char **train_shards(const char *config, int *n)
             if (!q) break;
             *q = '\0';
             const char *path = p + 1;
-            char *cand[3] = {agn_xstrdup(path), xasprintf("%s/%s", dir, path), xasprintf("%s/../%s", dir, path)};
+            char *cand[3] = {agn_xstrdup(path), agn_xasprintf("%s/%s", dir, path), agn_xasprintf("%s/../%s", dir, path)};
             char *found = NULL;
             for (int i = 0; i < 3; i++) {
                 if (!found && access(cand[i], R_OK) == 0) found = cand[i];
@@ -615,7 +578,7 @@ static void predict(const agn_proj_group *g, const ranges *rg, const agn_link *l
 
 static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o)
 {
-    sbuf b = {0};
+    agn_sbuf b = {0};
     const agn_proj_pt *p = pl->pts;
     int n = pl->n_pts;
     /* stops paying: the first W whose epoch is not at least 10% shorter than
@@ -632,26 +595,26 @@ static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o
     int best = 0;
     for (int i = 0; i < n; i++)
         if (p[i].speedup > p[best].speedup) best = i;
-    sb_printf(&b, "over %s: ", pl->link->name);
+    agn_sb_printf(&b, "over %s: ", pl->link->name);
     if (p[n - 1].world <= 1) {
-        sb_printf(&b, "only one device projected, nothing to judge.");
+        agn_sb_printf(&b, "only one device projected, nothing to judge.");
         pl->verdict = b.s;
         return;
     }
     for (int i = 0; i < n; i++)
-        if (p[i].world > 1) sb_printf(&b, "%.2fx at W=%ld (%.0f%%)%s", p[i].speedup, p[i].world,
+        if (p[i].world > 1) agn_sb_printf(&b, "%.2fx at W=%ld (%.0f%%)%s", p[i].speedup, p[i].world,
                                       100 * p[i].efficiency, i + 1 < n ? ", " : ". ");
     if (stop < 0) {
-        sb_printf(&b, "Adding devices pays up to W=%ld, the largest projected", p[n - 1].world);
-        sb_printf(&b, " (R = %.3g there).", p[n - 1].R);
+        agn_sb_printf(&b, "Adding devices pays up to W=%ld, the largest projected", p[n - 1].world);
+        agn_sb_printf(&b, " (R = %.3g there).", p[n - 1].R);
         pl->verdict = b.s;
         return;
     }
     const agn_proj_pt *s = &p[stop];
     if (s->speedup < 1 && s->world > 1 && stop == 1)
-        sb_printf(&b, "Adding devices does not pay at all: W=%ld is slower than one device. ", s->world);
+        agn_sb_printf(&b, "Adding devices does not pay at all: W=%ld is slower than one device. ", s->world);
     else
-        sb_printf(&b, "Adding devices stops paying at W=%ld (%s); the best is %.2fx at W=%ld. ", s->world,
+        agn_sb_printf(&b, "Adding devices stops paying at W=%ld (%s); the best is %.2fx at W=%ld. ", s->world,
                   s->efficiency < 0.5 ? "efficiency below 50%" : "less than 10% shorter than the W before",
                   p[best].speedup, p[best].world);
     /* why: the largest of what does not shrink with W */
@@ -661,20 +624,20 @@ static void verdict(agn_proj_group *g, agn_proj_link *pl, const agn_proj_opts *o
     if (serial < 0) serial = 0;
     double T = s->epoch_time;
     if (lat >= bw && lat >= serial)
-        sb_printf(&b, "Compute is too small per rank: at W=%ld a rank computes %.3g s an epoch, while the "
+        agn_sb_printf(&b, "Compute is too small per rank: at W=%ld a rank computes %.3g s an epoch, while the "
                       "%.0f messages a step cost %.3g s in latency alone (%.0f%% of the epoch), whatever the "
                       "bytes; a larger batch per rank, or fewer, larger buckets, would help, a faster link "
                       "hardly.",
                   s->world, s->compute,
                   (double)(g->n_msgs_overlap + (pl->link->shared && !g->dense ? 3 : g->n_msgs_after)), lat, 100 * lat / T);
     else if (bw >= serial)
-        sb_printf(&b, "The link is too slow for the gradient bytes: %.3g MB a step to reduce and %.3g MB "
+        agn_sb_printf(&b, "The link is too slow for the gradient bytes: %.3g MB a step to reduce and %.3g MB "
                       "to gather take %.3g s an epoch exposed (%.0f%% of the epoch, R = %.2f) against %.3g s "
                       "of compute.",
                   (g->dense_bytes + g->emb_bytes) / 1e6,
                   pl->link->shared ? 0.0 : g->param_bytes / 1e6, bw, 100 * bw / T, s->R, s->compute);
     else
-        sb_printf(&b, "The serial part dominates: the optimizer's unsharded part, data loading and "
+        agn_sb_printf(&b, "The serial part dominates: the optimizer's unsharded part, data loading and "
                       "imbalance take %.3g s an epoch at W=%ld (%.0f%% of the epoch) and do not shrink "
                       "with more devices.",
                   serial, s->world, 100 * serial / T);
@@ -696,7 +659,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         for (int j = 0; j < sg->n_cols; j++)
             if (sg->cols[j].world_size == 1) c1 = &sg->cols[j];
         if (!c1) {
-            add_note(p, xasprintf("%s: no 1-rank run, so nothing to project from", sg->config));
+            add_note(p, agn_xasprintf("%s: no 1-rank run, so nothing to project from", sg->config));
             continue;
         }
         for (int j = 0; j < sg->n_cols && o->calibrate >= 0; j++) {
@@ -712,7 +675,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         g->group = k;
         const agn_sum_run *r1 = &s->runs[c1->runs[0]];
         char *dir = agn_dir_of(r1->path);
-        g->config_path = xasprintf("%s/config.yaml", dir);
+        g->config_path = agn_xasprintf("%s/config.yaml", dir);
         free(dir);
         agn_config cfg;
         agn_config_defaults(&cfg);
@@ -743,7 +706,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         }
         p->n_groups++;
         if ((long)m.n_params != sg->params)
-            add_note(p, xasprintf("%s: the config has %zu parameters, the metrics %ld", g->config_path,
+            add_note(p, agn_xasprintf("%s: the config has %zu parameters, the metrics %ld", g->config_path,
                                   m.n_params, sg->params));
         g->vocab = mc.vocab_size;
         g->dim = mc.d_model;
@@ -751,7 +714,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
         g->bucket_bytes = o->bucket_bytes ? o->bucket_bytes : bucket_of(g->config_path);
         if (!g->bucket_bytes) {
             g->bucket_bytes = 1u << 20;
-            add_note(p, xasprintf("%s: no run.bucket_bytes; taking agn-train's default, 1M", g->config_path));
+            add_note(p, agn_xasprintf("%s: no run.bucket_bytes; taking agn-train's default, 1M", g->config_path));
         }
         ranges rg;
         plan(&m, g->bucket_bytes, &rg, &g->n_buckets);
@@ -775,7 +738,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             if (!isfinite(mb)) continue;
             double rows = (mb * 1e6 - g->dense_bytes) / ((double)g->dim * 4);
             g->emb_rows = rows < 1 ? 1 : rows > (double)g->vocab ? (double)g->vocab : rows;
-            add_note(p, xasprintf("%s: %.0f embedding rows a step, from the %.6g MB a step its train.log "
+            add_note(p, agn_xasprintf("%s: %.0f embedding rows a step, from the %.6g MB a step its train.log "
                                   "says were reduced", rw->label, g->emb_rows, mb));
         }
         if (!(g->emb_rows > 0)) {
@@ -783,7 +746,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             double rows = sampled_rows(g->config_path, sg->global_batch, g->vocab, &shard);
             if (isfinite(rows)) {
                 g->emb_rows = fmin((double)g->vocab, rows);
-                add_note(p, xasprintf("%s: %.0f embedding rows a step, the distinct tokens of 200 random "
+                add_note(p, agn_xasprintf("%s: %.0f embedding rows a step, the distinct tokens of 200 random "
                                       "batches of %ld examples of %s", sg->config, g->emb_rows,
                                       sg->global_batch, shard));
                 free((char *)shard);
@@ -793,7 +756,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
             g->emb_rows = isfinite(g->tokens_per_step) ? fmin((double)g->vocab, g->tokens_per_step)
                                                       : (double)g->vocab;
             if (!isfinite(g->tokens_per_step))
-                add_note(p, xasprintf("%s: no tokens column; the embedding is taken as reduced whole", r1->path));
+                add_note(p, agn_xasprintf("%s: no tokens column; the embedding is taken as reduced whole", r1->path));
         }
         for (int i = 0; i < rg.n; i++)
             if (rg.r[i].sparse) g->emb_bytes = g->emb_rows * (double)g->dim * 4;
@@ -834,7 +797,7 @@ int agn_project(agn_projection *p, const agn_summary *s, const agn_link *links, 
                 double h = over > 0 ? 1 - (exposed / g->steps - after) / over : 0;
                 g->hidden = h < 0 ? 0 : h > 1 ? 1 : h;
             } else {
-                add_note(p, xasprintf("%s: no measured link of the %s transport of the W=%ld run: "
+                add_note(p, agn_xasprintf("%s: no measured link of the %s transport of the W=%ld run: "
                                       "the hidden fraction is taken as 0",
                                       sg->config, rc->transport, cc->world_size));
             }
@@ -1031,7 +994,7 @@ static void gp_str(FILE *fp, const char *t)
 static int plot_one(const agn_projection *p, const agn_summary *s, const char *dir, int eff)
 {
     const char *name = agn_projection_plot_names[eff];
-    char *dp = xasprintf("%s/%s.dat", dir, name), *gpp = xasprintf("%s/%s.gp", dir, name);
+    char *dp = agn_xasprintf("%s/%s.dat", dir, name), *gpp = agn_xasprintf("%s/%s.gp", dir, name);
     agn_out d, g;
     int rc = agn_out_open(&d, dp);
     if (rc == 0 && (rc = agn_out_open(&g, gpp)) != 0) agn_out_abort(&d);
@@ -1084,7 +1047,7 @@ static int plot_one(const agn_projection *p, const agn_summary *s, const char *d
         const agn_sum_group *sg = &s->groups[pg->group];
         for (int i = 0; i < pg->n_links; i++) {
             const agn_proj_link *pl = &pg->links[i];
-            char *key = xasprintf("%s over %s (projected)", sg->config, pl->link->name);
+            char *key = agn_xasprintf("%s over %s (projected)", sg->config, pl->link->name);
             fprintf(d.fp, "%s# %s\n# world_size %s\n", first ? "" : "\n\n", key, eff ? "efficiency_pct" : "speedup");
             for (int j = 0; j < pl->n_pts; j++)
                 fprintf(d.fp, "%ld %.10g\n", pl->pts[j].world, eff ? 100 * pl->pts[j].efficiency : pl->pts[j].speedup);
@@ -1095,7 +1058,7 @@ static int plot_one(const agn_projection *p, const agn_summary *s, const char *d
             first = 0;
         }
         /* the measured points of the group (the summary's columns) */
-        char *key = xasprintf("%s measured", sg->config);
+        char *key = agn_xasprintf("%s measured", sg->config);
         fprintf(d.fp, "\n\n# %s\n# world_size %s\n", key, eff ? "efficiency_pct" : "speedup");
         for (int j = 0; j < sg->n_cols; j++)
             if (isfinite(sg->cols[j].speedup))

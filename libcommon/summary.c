@@ -20,47 +20,6 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) n = 0;
-    if ((size_t)n < sizeof small) return agn_xstrdup(small);
-    char *s = agn_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* A growing string for the verdicts. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n <= 0) return;
-    if (b->len + (size_t)n + 1 > b->cap) {
-        b->cap = 2 * (b->len + (size_t)n + 1);
-        b->s = agn_xrealloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* Room for element N of an array that grows one element at a time: the
  * capacity doubles at each power of two, so N appends cost O(N) copies in
  * all (a realloc per element copies the whole array each time under the
@@ -277,11 +236,11 @@ static int read_file(agn_summary *s, const char *file)
         if (s->n_runs - first_run == 1)
             r->label = agn_xstrdup(base);
         else
-            r->label = xasprintf("%s (epochs %ld-%ld)", base, r->ep[0].epoch,
+            r->label = agn_xasprintf("%s (epochs %ld-%ld)", base, r->ep[0].epoch,
                                  r->ep[r->n_ep - 1].epoch);
     }
     if (s->n_runs - first_run > 1)
-        add_note(s, xasprintf("%s holds %d runs (world size, config, batch, data or backend "
+        add_note(s, agn_xasprintf("%s holds %d runs (world size, config, batch, data or backend "
                               "changes between epochs, e.g. a resume with another rank "
                               "count): each is summarized on its own",
                               name, s->n_runs - first_run));
@@ -302,7 +261,7 @@ int agn_summary_read(agn_summary *s, const char *path)
     if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         size_t n = strlen(path);
         while (n > 1 && path[n - 1] == '/') n--;
-        char *file = xasprintf("%.*s/metrics.csv", (int)n, path);
+        char *file = agn_xasprintf("%.*s/metrics.csv", (int)n, path);
         if (stat(file, &st) != 0) {
             agn_seterr_errno("%s: not an agn-train run directory (%s)", path, file);
             free(file);
@@ -477,14 +436,14 @@ typedef struct {
 static char *difference(const agn_sum_run *a, const agn_sum_run *b)
 {
     if (!same_str(a->config, b->config))
-        return xasprintf("config ('%s' vs '%s')", a->config, b->config);
+        return agn_xasprintf("config ('%s' vs '%s')", a->config, b->config);
     if (a->global_batch != b->global_batch)
-        return xasprintf("global batch (%ld vs %ld)", a->global_batch, b->global_batch);
+        return agn_xasprintf("global batch (%ld vs %ld)", a->global_batch, b->global_batch);
     if (a->params != b->params)
-        return xasprintf("parameter count (%ld vs %ld)", a->params, b->params);
+        return agn_xasprintf("parameter count (%ld vs %ld)", a->params, b->params);
     if (!same_str(a->data_id, b->data_id))
-        return xasprintf("training data (data_id %s vs %s)", a->data_id, b->data_id);
-    return xasprintf("backend (%s vs %s)", a->backend, b->backend);
+        return agn_xasprintf("training data (data_id %s vs %s)", a->data_id, b->data_id);
+    return agn_xasprintf("backend (%s vs %s)", a->backend, b->backend);
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -497,10 +456,10 @@ static void fmt_pct(char *buf, size_t n, double v) { snprintf(buf, n, "%.0f%%", 
 
 static void derive_verdict(const agn_summary *s, agn_sum_group *g)
 {
-    sbuf b = { 0 };
-    sb_printf(&b, "%s: ", g->config);
+    agn_sbuf b = { 0 };
+    agn_sb_printf(&b, "%s: ", g->config);
     if (g->n_cols == 1) {
-        sb_printf(&b, "only W=%ld was measured, so there is no scaling to judge; run the same "
+        agn_sb_printf(&b, "only W=%ld was measured, so there is no scaling to judge; run the same "
                       "config with another number of ranks.", g->cols[0].world_size);
         g->verdict = b.s;
         return;
@@ -512,7 +471,7 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
     fmt_pct(eff, sizeof eff, c->efficiency);
     double S = c->speedup, E = c->efficiency;
     if (!isfinite(S)) {
-        sb_printf(&b, "the epoch times are zero, so no speedup can be computed.");
+        agn_sb_printf(&b, "the epoch times are zero, so no speedup can be computed.");
         g->verdict = b.s;
         return;
     }
@@ -520,27 +479,27 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
         /* more than linear: say so, and what usually causes it */
         long th0 = -1;
         for (int q = 0; q < c0->n_runs; q++) th0 = s->runs[c0->runs[q]].threads;
-        sb_printf(&b, "adding ranks pays, beyond linear: %ld ranks ran %.2fx as fast as %s, "
+        agn_sb_printf(&b, "adding ranks pays, beyond linear: %ld ranks ran %.2fx as fast as %s, "
                       "%s parallel efficiency. More than 100%% is not what more ranks alone "
                       "give; it usually means the baseline was slowed by something the "
                       "larger run escaped: ", c->world_size, S, base, eff);
         if (th0 > 1)
-            sb_printf(&b, "its %ld threads competing for busy cores, ", th0);
-        sb_printf(&b, "cache effects of a smaller per-rank batch, or other work on the "
+            agn_sb_printf(&b, "its %ld threads competing for busy cores, ", th0);
+        agn_sb_printf(&b, "cache effects of a smaller per-rank batch, or other work on the "
                       "machine. Measure again on a quiet machine, or with fixed threads per "
                       "rank, before trusting the figure. ");
     } else if (E >= 0.9)
-        sb_printf(&b, "adding ranks pays: %ld ranks ran %.2fx as fast as %s, %s parallel "
+        agn_sb_printf(&b, "adding ranks pays: %ld ranks ran %.2fx as fast as %s, %s parallel "
                       "efficiency, close to ideal. ", c->world_size, S, base, eff);
     else if (S >= 1.1)
-        sb_printf(&b, "adding ranks pays, with losses: %ld ranks ran %.2fx as fast as %s, %s "
+        agn_sb_printf(&b, "adding ranks pays, with losses: %ld ranks ran %.2fx as fast as %s, %s "
                       "parallel efficiency. ", c->world_size, S, base, eff);
     else if (S >= 0.95)
-        sb_printf(&b, "adding ranks does not pay: %ld ranks ran %.2fx as fast as %s (%s "
+        agn_sb_printf(&b, "adding ranks does not pay: %ld ranks ran %.2fx as fast as %s (%s "
                       "efficiency), no real gain for the extra hardware. ",
                   c->world_size, S, base, eff);
     else
-        sb_printf(&b, "adding ranks costs time: %ld ranks ran at %.2fx the speed of %s, slower "
+        agn_sb_printf(&b, "adding ranks costs time: %ld ranks ran at %.2fx the speed of %s, slower "
                       "than the baseline (%s efficiency). ", c->world_size, S, base, eff);
 
     double T = c->epoch_time;
@@ -550,37 +509,37 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
     fmt_pct(cs, sizeof cs, comm_share);
     fmt_pct(ss, sizeof ss, serial_share);
     if (E >= 0.9) {
-        sb_printf(&b, "Nothing dominates: at W=%ld exposed communication is %s of the epoch "
+        agn_sb_printf(&b, "Nothing dominates: at W=%ld exposed communication is %s of the epoch "
                       "and data loading plus the optimizer %s.", c->world_size, cs, ss);
     } else if (comm_share >= serial_share && comm_share >= 0.10) {
-        sb_printf(&b, "Communication dominates: at W=%ld the ranks waited %.3g s per epoch on "
+        agn_sb_printf(&b, "Communication dominates: at W=%ld the ranks waited %.3g s per epoch on "
                       "communication not hidden behind compute, %s of the epoch",
                   c->world_size, c->comm, cs);
-        if (c->r_kind == AGN_R_NUM) sb_printf(&b, " (R = compute/communication = %.2f)", c->R);
-        sb_printf(&b, ".");
+        if (c->r_kind == AGN_R_NUM) agn_sb_printf(&b, " (R = compute/communication = %.2f)", c->R);
+        agn_sb_printf(&b, ".");
         double ish = c->comm > 0 ? c->imbalance / c->comm : NAN;
         /* imbalance and the wait are measured apart (the slowest rank's
          * extra compute, rank 0's wait), so the first can exceed the second:
          * then all of the wait is imbalance, never "over 100%" of it */
         if (isfinite(ish) && ish >= 1.0)
-            sb_printf(&b, " All of that wait is for the slowest rank to finish its compute "
+            agn_sb_printf(&b, " All of that wait is for the slowest rank to finish its compute "
                           "(%.3g s of imbalance per epoch), not for data to move: uneven work "
                           "between the ranks, or ranks sharing cores with other work.",
                       c->imbalance);
         else if (isfinite(ish) && ish >= 0.5)
-            sb_printf(&b, " Most of that wait (%.3g s, %.0f%%) is for the slowest rank to finish "
+            agn_sb_printf(&b, " Most of that wait (%.3g s, %.0f%%) is for the slowest rank to finish "
                           "its compute, not for data to move: uneven work between the ranks, or "
                           "ranks sharing cores with other work.",
                       c->imbalance, 100 * ish);
         else if (c->r_kind == AGN_R_NUM && c->R < 1)
-            sb_printf(&b, " With R below 1 the ranks wait longer on the gradients than they "
+            agn_sb_printf(&b, " With R below 1 the ranks wait longer on the gradients than they "
                           "take to compute them: a larger global batch, a bigger model or a "
                           "faster interconnect would change that, more ranks would not.");
         else
-            sb_printf(&b, " Better overlap of the gradient reduction with backward, or fewer, "
+            agn_sb_printf(&b, " Better overlap of the gradient reduction with backward, or fewer, "
                           "larger buckets, would recover most of it.");
     } else if (serial_share >= 0.10) {
-        sb_printf(&b, "Serial overhead dominates: data loading and the optimizer step, which "
+        agn_sb_printf(&b, "Serial overhead dominates: data loading and the optimizer step, which "
                       "do not shrink as ranks are added, take %.3g s per epoch at W=%ld (%s of "
                       "the epoch) against %.3g s at W=%ld.",
                   serial, c->world_size, ss, c0->data + c0->optim, c0->world_size);
@@ -589,7 +548,7 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
                                          ((double)c->world_size * c->compute) : NAN;
         char ces[16];
         fmt_pct(ces, sizeof ces, ce);
-        sb_printf(&b, "Neither communication (%s of the epoch) nor data loading and the "
+        agn_sb_printf(&b, "Neither communication (%s of the epoch) nor data loading and the "
                       "optimizer (%s) explains the loss: compute itself scaled at %s of ideal "
                       "(%.3g s per epoch at W=%ld against %.3g s at W=%ld), as when ranks share "
                       "cores or memory bandwidth.",
@@ -597,10 +556,10 @@ static void derive_verdict(const agn_summary *s, agn_sum_group *g)
     }
     if (g->fit) {
         if (g->clamped > 0)
-            sb_printf(&b, " Amdahl's law cannot describe a slowdown: its serial fraction "
+            agn_sb_printf(&b, " Amdahl's law cannot describe a slowdown: its serial fraction "
                           "is pinned at 1, so it predicts no gain at any rank count.");
         else
-            sb_printf(&b, " Amdahl's law fitted to the speedups gives a serial fraction of "
+            agn_sb_printf(&b, " Amdahl's law fitted to the speedups gives a serial fraction of "
                           "%.3f%s; it predicts %.0f%% efficiency at %ld ranks and %.0f%% at "
                           "%ld.", g->f, g->clamped < 0 ? " (clamped at 0: the speedups are "
                           "at or above linear)" : "",
@@ -683,7 +642,7 @@ int agn_summary_compute(agn_summary *s, int single)
         const agn_sum_run *ra = &s->runs[s->groups[gslot[k] - 1].runs[0]];
         const agn_sum_run *rb = &s->runs[s->groups[b].runs[0]];
         char *d = difference(ra, rb);
-        add_note(s, xasprintf("runs of config '%s' differ in %s (%s, %s): summarized as "
+        add_note(s, agn_xasprintf("runs of config '%s' differ in %s (%s, %s): summarized as "
                               "separate groups, never compared with each other",
                               ra->config, d, ra->label, rb->label));
         free(d);
@@ -722,10 +681,10 @@ int agn_summary_compute(agn_summary *s, int single)
             c->final_acc = nacc ? accsum / nacc : NAN;
             set_r(c->compute, c->comm, c->world_size, &c->R, &c->r_kind);
             if (c->n_runs > 1) {
-                sbuf b = { 0 };
+                agn_sbuf b = { 0 };
                 for (int q = 0; q < c->n_runs; q++)
-                    sb_printf(&b, "%s%s", q ? ", " : "", s->runs[c->runs[q]].label);
-                add_note(s, xasprintf("config '%s', W=%ld: %d runs pooled (%s)", g->config,
+                    agn_sb_printf(&b, "%s%s", q ? ", " : "", s->runs[c->runs[q]].label);
+                add_note(s, agn_xasprintf("config '%s', W=%ld: %d runs pooled (%s)", g->config,
                                       c->world_size, c->n_runs, b.s));
                 free(b.s);
             }
@@ -738,7 +697,7 @@ int agn_summary_compute(agn_summary *s, int single)
             c->efficiency = c->speedup * (double)g->base_w / (double)c->world_size;
         }
         if (g->base_w != 1)
-            add_note(s, xasprintf("config '%s' has no 1-rank run: speedup and efficiency are "
+            add_note(s, agn_xasprintf("config '%s' has no 1-rank run: speedup and efficiency are "
                                   "relative to W=%ld", g->config, g->base_w));
         /* Amdahl over the measured speedups */
         double *w = agn_xmalloc((size_t)g->n_cols * sizeof *w);
@@ -767,7 +726,7 @@ int agn_summary_compute(agn_summary *s, int single)
         agn_sum_run *r = &s->runs[i];
         set_r(r->compute, r->comm, r->world_size, &r->R, &r->r_kind);
         if (r->n_scaled)
-            add_note(s, xasprintf("%s: %d of its timed epochs stopped early (samples < "
+            add_note(s, agn_xasprintf("%s: %d of its timed epochs stopped early (samples < "
                                   "train_examples); their times are scaled to a full epoch",
                                   r->label, r->n_scaled));
     }
@@ -1213,9 +1172,9 @@ static char *group_key(const agn_summary *s, const agn_sum_group *g)
     char ps[32];
     fmt_params(ps, sizeof ps, g->params);
     if (dup)
-        return xasprintf("%s (%s params, batch %ld, data %s, %s)", g->config, ps, g->global_batch,
+        return agn_xasprintf("%s (%s params, batch %ld, data %s, %s)", g->config, ps, g->global_batch,
                          g->data_id, g->backend);
-    return xasprintf("%s (%s params, batch %ld)", g->config, ps, g->global_batch);
+    return agn_xasprintf("%s (%s params, batch %ld)", g->config, ps, g->global_batch);
 }
 
 /* The opening every script shares: find the folder the script is in, and
@@ -1262,7 +1221,7 @@ typedef struct {
 
 static int pf_open(plotfiles *p, const char *dir, const char *name)
 {
-    char *d = xasprintf("%s/%s.dat", dir, name), *g = xasprintf("%s/%s.gp", dir, name);
+    char *d = agn_xasprintf("%s/%s.dat", dir, name), *g = agn_xasprintf("%s/%s.gp", dir, name);
     int rc = agn_out_open(&p->dat, d);
     if (rc == 0 && (rc = agn_out_open(&p->gp, g)) != 0) agn_out_abort(&p->dat);
     p->open = rc == 0;
@@ -1410,7 +1369,7 @@ static int plot_speedup(const agn_summary *s, const char *dir)
         }
         fprintf(g, "    dat index %d using 1:2 with linespoints lw 2 pt 7 ps 1.3 lc rgb '%s' "
                    "title ", k, gp_colors[k % N_COLORS]);
-        char *t = gr->base_w == 1 ? agn_xstrdup(key) : xasprintf("%s vs W=%ld", key, gr->base_w);
+        char *t = gr->base_w == 1 ? agn_xstrdup(key) : agn_xasprintf("%s vs W=%ld", key, gr->base_w);
         gp_str(g, t);
         free(t);
         fprintf(g, ", \\\n    dat index %d using 1:2:(sprintf('%%.2fx', $2)) with labels "
@@ -1503,7 +1462,7 @@ static int plot_val_acc(const agn_summary *s, const char *dir)
             fprintf(g, "%s    dat index %d using 1:2 with linespoints lw 2 dt %d pt %d "
                        "lc rgb '%s' title ", blocks ? ", \\\n" : "  plot \\\n", blocks,
                     1 + k % 5, 5 + (q % 4) * 2, gp_colors[blocks % N_COLORS]);
-            char *t = xasprintf("%s W=%ld (%s)", gr->config, r->world_size, r->label);
+            char *t = agn_xasprintf("%s W=%ld (%s)", gr->config, r->world_size, r->label);
             gp_str(g, t);
             free(t);
             blocks++;

@@ -137,6 +137,15 @@ int agn_mkdir_p(const char *path);
 char *agn_path_join(const char *dir, const char *name);
 /* The folder of PATH ("." when it has none), allocated. */
 char *agn_dir_of(const char *path);
+/* A printf-formatted string, allocated (exits on out of memory). */
+char *agn_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A string that grows by appending; {0} is the empty one, S stays NULL
+ * until something is appended, and the caller frees S. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} agn_sbuf;
+void agn_sb_printf(agn_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Seconds from a monotonic clock. */
 double agn_now(void);
 /* The data folder: $AGN_DATA, else DEFAULT. */
