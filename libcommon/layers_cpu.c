@@ -11,7 +11,6 @@
  * calling thread alone. */
 #include "config.h"
 #include "layers_cpu.h"
-#include "layers_row.h"
 
 /* Let GCC turn the comparisons of the elementwise loops (the clamp in
  * agn_expf, dropout's select) into vector selects; this changes no value,
@@ -19,6 +18,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
+/* after the pragma: agn_expf is compiled under it */
+#include "layers_row.h"
 
 #include <math.h>
 #include <string.h>
@@ -65,32 +66,6 @@ static inline void axpy(float *y, float a, const float *x, int n)
 {
 #pragma omp simd
     for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-/* exp(x) in a form the compiler vectorizes (Cephes' expf: x = k ln2 + r,
- * |r| <= ln2/2, a degree-6 polynomial for e^r, 2^k through the exponent
- * bits); within 1 ulp of exp (measured without FMA; FMA builds differ by
- * rounding), inputs clamped to [-87, 88]. */
-static inline float agn_expf(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
-    float r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union {
-        float f;
-        int32_t i;
-    } u;
-    u.i = ((int32_t)kf + 127) << 23;
-    return p * u.f;
 }
 
 /* cols[0..w) += sum over rows r of a[r*lda + 0..w), w <= CHUNK, rows in order. */
@@ -518,19 +493,13 @@ void agn_attention_backward_to_cpu(float *dqkv, float *datt, const float *dout, 
 
 /* ---- GELU ---------------------------------------------------------------------------- */
 
-#define GELU_S 0.7978845608028654f /* sqrt(2 / pi) */
-#define GELU_C 0.044715f
-
-/* tanh through one exponential: 1 - 2 / (exp(2u) + 1), within 2e-7 of
- * tanh everywhere (measured 1.8e-7), saturating cleanly (exp clamps). */
-static inline float fast_tanh(float u) { return 1.0f - 2.0f / (agn_expf(2.0f * u) + 1.0f); }
 
 AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
         out[i] = 0.5f * x * (1.0f + t);
     }
 }
@@ -538,7 +507,7 @@ AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
 /* d gelu(x) / dx */
 static inline float gelu_grad(float x)
 {
-    float t = fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+    float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
 }
 

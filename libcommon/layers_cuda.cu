@@ -52,24 +52,6 @@ static unsigned grid_y(long n) { return (unsigned)(n < 1 ? 1 : n > 65535 ? 65535
 
 #define LAUNCHED() AGN_CUDA_CHECK(cudaGetLastError())
 
-/* The same exponential as layers_cpu.c (Cephes expf). */
-__device__ __forceinline__ float agn_expf_d(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - kf * 0.693359375f;
-    r = r - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * __int_as_float(((int)kf + 127) << 23);
-}
-
 __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -433,7 +415,7 @@ __global__ void attention_forward_ref(float *out, float *att, const float *qkv, 
             }
             float sum = 0.0f;
             for (int j = 0; j < nk; j++) {
-                P[j] = agn_expf_d(P[j] - mx);
+                P[j] = agn_expf(P[j] - mx);
                 sum += P[j];
             }
             float inv = 1.0f / sum;
@@ -478,7 +460,7 @@ __global__ void attention_forward_fast(float *out, float *att, const float *qkv,
             mx = warp_max(mx);
             float sum = 0.0f;
             for (int j = lane; j < nk; j += 32) {
-                float e = agn_expf_d(P[j] - mx);
+                float e = agn_expf(P[j] - mx);
                 P[j] = e;
                 sum += e;
             }
@@ -566,7 +548,7 @@ __global__ void attention_forward_fused(float *out, float *att, const float *qkv
             mx = warp_max(mx);
             float sum = 0.0f;
             for (int j = lane; j < nk; j += 32) {
-                float e = agn_expf_d(Ps[j] - mx);
+                float e = agn_expf(Ps[j] - mx);
                 Ps[j] = e;
                 sum += e;
             }
@@ -911,17 +893,14 @@ extern "C" int agn_attention_backward_to_cuda(float *dqkv, float *datt, const fl
 
 /* ---- GELU ---------------------------------------------------------------------------------- */
 
-#define GELU_S 0.7978845608028654f
-#define GELU_C 0.044715f
-
-__device__ __forceinline__ float fast_tanh_d(float u) { return 1.0f - 2.0f / (agn_expf_d(2.0f * u) + 1.0f); }
+/* GELU_S, GELU_C and agn_fast_tanh: layers_row.h, as the CPU has them */
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = inp[i];
-        float t = fast_tanh_d(GELU_S * (x + GELU_C * x * x * x));
+        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
         out[i] = 0.5f * x * (1.0f + t);
     }
 }
@@ -931,7 +910,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = inp[i];
-        float t = fast_tanh_d(GELU_S * (x + GELU_C * x * x * x));
+        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
         float gr = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
         dinp[i] = gr * dout[i];
     }
