@@ -15,7 +15,7 @@
 # is projected on its own (its W=2 and W=3 from its own W=1).  The model
 # takes a rank's compute to be the 1-rank compute over W, as on separate
 # devices; on this host the two vCPUs sometimes share what is under them
-# (a rank's compute per example at W=2 up to 17% slower than at W=1 in the
+# (a rank's compute per example at W=2 up to 20% slower than at W=1 in the
 # same round), and the round's error then follows that slowdown, not the
 # model.  So only the rounds whose compute per example at W=2 is within 5%
 # of W=1's count, the median of their errors is the one checked, and the
