@@ -180,7 +180,7 @@ static int cpu_alloc_optim(agn_model *m)
  * build that the loader picks where the CPU has it. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-__attribute__((target_clones("arch=x86-64-v4", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 #endif
 static void mask_row(uint8_t *mr, uint64_t key, int D, uint32_t thresh)
