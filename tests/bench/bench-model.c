@@ -8,7 +8,12 @@
  * time (the matrix products: per example of n tokens and per layer,
  * 2n(4D^2 + 2DF) for the projections and 4n^2 D for attention, plus 2DC
  * for the head; training counts 3 times the forward), for the model FLOP
- * utilisation model.sh prints.
+ * utilisation model.sh prints.  On the CPU backend it also prints
+ * peak_gflop_per_s, the fp32 FMA rate the same number of threads measured
+ * just before and just after the timed steps (the higher of the two;
+ * peak.c), and mfu_measured, gflop_per_s over it: the utilisation against
+ * what the cores delivered at the clock of that minute, where the nominal
+ * peak model.sh also divides by assumes the clock /proc/cpuinfo reports.
  *
  *   bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP]
  *               [-b BATCH] [--pad-to-max] [--dense] [--infer]
@@ -30,6 +35,7 @@
 #include "backend.h"
 #include "shard.h"
 #include "util.h"
+#include "peak.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -144,6 +150,7 @@ int main(int argc, char **argv)
     uint64_t *exi = agn_xmalloc((size_t)batch * sizeof(uint64_t)), cursor = 0;
     double t0 = 0, tokens = 0, flop = 0, phase[4] = {0};
     const double D = cfg.d_model, Fd = cfg.d_ff, L = cfg.n_layers, C = cfg.n_classes;
+    double peak = ops->host_memory ? agn_peak_gflops((int)threads, 0.25) : 0;
     for (long step = 0; step < warm + steps; step++) {
         if (step == warm) {
             t0 = agn_now();
@@ -210,6 +217,10 @@ int main(int argc, char **argv)
         }
     }
     double dt = agn_now() - t0;
+    if (ops->host_memory) {
+        double after = agn_peak_gflops((int)threads, 0.25);
+        if (after > peak) peak = after;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("impl=agn backend=%s precision=%s config=%s mode=%s padding=%s threads=%ld batch=%ld "
@@ -219,6 +230,9 @@ int main(int argc, char **argv)
            dense ? "dense" : pad_to_max ? "max" : "dynamic", threads, batch, steps,
            (double)steps * batch / dt, tokens / dt, 1000.0 * dt / steps, ru.ru_maxrss / 1024.0,
            flop / dt / 1e9);
+    if (peak > 0)
+        printf("peak_gflop_per_s=%.1f peak_path=%s mfu_measured=%.3f\n", peak, agn_peak_path(),
+               flop / dt / 1e9 / peak);
     if (getenv("AGN_BENCH_PHASES") && !infer)
         printf("phases_ms_per_step zero=%.2f forward=%.2f backward=%.2f adamw=%.2f "
                "(on a device: forward is the issue, backward the rest up to the wait)\n",

@@ -38,7 +38,17 @@
 # On a busy machine set OMP_WAIT_POLICY=passive (it applies to both sides):
 # spinning OpenMP threads that wait for a descheduled peer distort the
 # two-thread figures of agn and PyTorch alike; and REPEAT=N keeps the best of
-# N runs of every measurement, agn's and PyTorch's alike.
+# N runs of every measurement, agn's and PyTorch's alike, taken in N rounds
+# of the whole list (not N runs back to back), so that every cell, agn's
+# and PyTorch's, has a try in each stretch of the run: on a shared virtual
+# machine whose speed drifts by 20% from one minute to the next, back-to-back
+# repeats compare agn's good minutes with PyTorch's bad ones.
+#
+# MFU is printed twice: against the nominal peak machine.sh assumes (the
+# clock /proc/cpuinfo reports, which a virtual machine gives as its nominal
+# one) and against the peak bench-model measured on the same threads just
+# before and after its steps (peak.c: what the FMA units delivered at the
+# clock of that minute, boost included).
 #
 # Usage: tests/bench/model.sh [BUILDDIR]     (default: $top_builddir or .)
 # Environment: THREADS ("1 2"), STEPS (30), TORCH_STEPS (12), INFER_STEPS
@@ -106,24 +116,21 @@ faster() { # faster A B: whether the measurement in file A beats the one in file
     awk -v a="$(tr ' ' '\n' < "$1" | sed -n 's/^samples_per_s=//p')" \
         -v b="$(tr ' ' '\n' < "$2" | sed -n 's/^samples_per_s=//p')" 'BEGIN { exit !(a + 0 > b + 0) }'
 }
-# run NAME CMD...: runs one measurement REPEAT times, keeps the key=value line
-# of the fastest in $tmp/NAME
+# run NAME CMD...: runs one measurement once; $tmp/NAME keeps the key=value
+# lines of the fastest run of NAME so far (the rounds call it again)
 run() {
     name=$1; shift
-    : > "$tmp/$name"
-    i=0
-    while [ $i -lt "$REPEAT" ]; do
-        i=$((i + 1))
-        if "$@" > "$tmp/$name.try" 2> "$tmp/$name.err"; then
-            sed 's/^/  /' "$tmp/$name.try" >&2
-            if faster "$tmp/$name.try" "$tmp/$name"; then cp "$tmp/$name.try" "$tmp/$name"; fi
-        else
-            echo "model.sh: $name failed:" >&2; cat "$tmp/$name.err" >&2
-        fi
-    done
+    [ -e "$tmp/$name" ] || : > "$tmp/$name"
+    if "$@" > "$tmp/$name.try" 2> "$tmp/$name.err"; then
+        sed 's/^/  /' "$tmp/$name.try" >&2
+        if faster "$tmp/$name.try" "$tmp/$name"; then cp "$tmp/$name.try" "$tmp/$name"; fi
+    else
+        echo "model.sh: $name failed (round $round):" >&2; cat "$tmp/$name.err" >&2
+    fi
 }
 # run_torch NAME VARIANTS THREADS ARGS...: runs torch_model.py for each
-# variant and keeps the fastest in $tmp/NAME; $tmp/NAME.all lists them all
+# variant and keeps the fastest so far in $tmp/NAME; $tmp/NAME.all lists
+# each variant's best
 # (its variables are apart from run's: sh has no local ones).  The Python
 # and its environment: $tpy and $tenv (PyTorch 1.13's unless set).
 tpy=$py tenv=torch_env
@@ -141,60 +148,69 @@ run_torch() {
         esac
         # shellcheck disable=SC2086
         run "${tname}_$v" $tenv env OMP_NUM_THREADS="$nt" "$tpy" "$here/torch_model.py" $va --threads "$nt" --tokens "$tmp/train.tok" --vocab "$tmp/vocab.txt" "$@"
+    done
+    for v in $variants; do
         printf ' %s %s' "$v" "$(get "${tname}_$v" samples_per_s)" >> "$tmp/$tname.all"
         if faster "$tmp/${tname}_$v" "$tmp/$tname"; then cp "$tmp/${tname}_$v" "$tmp/$tname"; fi
     done
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
 
-echo "model.sh: measuring (each line is one process)" >&2
-for t in $THREADS; do
-    run agn_dyn_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS $shards
-    run agn_max_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS --pad-to-max $shards
-    run agn_dense_$t env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS --dense $shards
-    run agn_inf_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $INFER_STEPS --infer $shards
-    run agn_dinf_$t env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $INFER_STEPS --infer --dense $shards
-    if [ $have_torch = yes ]; then
-        run_torch pt_train_$t "$TORCH_TRAIN_VARIANTS" $t --steps $TORCH_STEPS
-        run_torch pt_inf_$t "$TORCH_INFER_VARIANTS" $t --steps $INFER_STEPS --infer
-    fi
-    if [ $have_torch2 = yes ]; then
-        tpy=$TORCH2_PYTHON tenv=torch2_env
-        run_torch pt2_train_$t "$TORCH2_TRAIN_VARIANTS" $t --steps $TORCH_STEPS
-        run_torch pt2_inf_$t "$TORCH2_INFER_VARIANTS" $t --steps $INFER_STEPS --infer
-        tpy=$py tenv=torch_env
-    fi
-done
-if [ "$SKIP_LARGE" = 0 ]; then
-    for t in $LARGE_THREADS; do
-        run agn_large_dyn_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 $shards
-        run agn_large_max_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --dense $shards
-        run agn_large_inf_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --infer $shards
-        run agn_large_dinf_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --infer --dense $shards
+echo "model.sh: measuring in $REPEAT round(s) (each line is one process)" >&2
+round=0
+while [ $round -lt "$REPEAT" ]; do
+    round=$((round + 1))
+    echo "model.sh: round $round of $REPEAT, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    for t in $THREADS; do
+        run agn_dyn_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS $shards
+        run agn_max_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS --pad-to-max $shards
+        run agn_dense_$t env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $STEPS --dense $shards
+        run agn_inf_$t  env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $INFER_STEPS --infer $shards
+        run agn_dinf_$t env OMP_NUM_THREADS=$t "$bench" -c small -t $t -s $INFER_STEPS --infer --dense $shards
         if [ $have_torch = yes ]; then
-            run_torch pt_large_train_$t "$TORCH_TRAIN_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 1
-            run_torch pt_large_inf_$t "$TORCH_INFER_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 1 --infer
+            run_torch pt_train_$t "$TORCH_TRAIN_VARIANTS" $t --steps $TORCH_STEPS
+            run_torch pt_inf_$t "$TORCH_INFER_VARIANTS" $t --steps $INFER_STEPS --infer
         fi
         if [ $have_torch2 = yes ]; then
             tpy=$TORCH2_PYTHON tenv=torch2_env
-            run_torch pt2_large_train_$t "$TORCH2_TRAIN_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 2
-            run_torch pt2_large_inf_$t "$TORCH2_INFER_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 2 --infer
+            run_torch pt2_train_$t "$TORCH2_TRAIN_VARIANTS" $t --steps $TORCH_STEPS
+            run_torch pt2_inf_$t "$TORCH2_INFER_VARIANTS" $t --steps $INFER_STEPS --infer
             tpy=$py tenv=torch_env
         fi
     done
-fi
+    if [ "$SKIP_LARGE" = 0 ]; then
+        for t in $LARGE_THREADS; do
+            run agn_large_dyn_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 $shards
+            run agn_large_max_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --dense $shards
+            run agn_large_inf_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --infer $shards
+            run agn_large_dinf_$t env OMP_NUM_THREADS=$t "$bench" -c large -t $t -s $LARGE_STEPS -w 2 --infer --dense $shards
+            if [ $have_torch = yes ]; then
+                run_torch pt_large_train_$t "$TORCH_TRAIN_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 1
+                run_torch pt_large_inf_$t "$TORCH_INFER_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 1 --infer
+            fi
+            if [ $have_torch2 = yes ]; then
+                tpy=$TORCH2_PYTHON tenv=torch2_env
+                run_torch pt2_large_train_$t "$TORCH2_TRAIN_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 2
+                run_torch pt2_large_inf_$t "$TORCH2_INFER_VARIANTS" $t --config large --steps $TORCH_LARGE_STEPS --warmup 2 --infer
+                tpy=$py tenv=torch_env
+            fi
+        done
+    fi
+done
 
 echo
 echo "agn CPU model vs PyTorch $(torch_env "$py" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(absent)') and $([ $have_torch2 = yes ] && torch2_env "$TORCH2_PYTHON" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '2.x (not run: set TORCH2_PYTHON)'), AG News train_sample"
-echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(default)}, best of $REPEAT"
-printf '%-6s %-3s %-6s %-14s %-14s %-14s %-14s %-14s %-6s %-7s %-7s %-7s\n' config thr mode "agn dynamic" "agn to T" "agn dense T" "PyTorch 1.13" "PyTorch 2.x" "MFU" dyn/PT max/PT dense/PT
+echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(default)}, best of $REPEAT round(s)"
+printf '%-6s %-3s %-6s %-14s %-14s %-14s %-14s %-14s %-9s %-7s %-7s %-7s\n' config thr mode "agn dynamic" "agn to T" "agn dense T" "PyTorch 1.13" "PyTorch 2.x" "MFU n/m" dyn/PT max/PT dense/PT
 row() { # row CONFIG THREADS MODE AGN_DYN AGN_MAX AGN_DENSE PT PT2
     cell() { [ -s "$tmp/$1" ] && printf '%s (%s)' "$(get $1 samples_per_s)" "$(get $1 peak_rss_mb | cut -d. -f1)" || printf -- '-'; }
     a=$(get $4 samples_per_s); b=$(get $5 samples_per_s); d=$(get $6 samples_per_s)
     p=$(awk -v x="$(get $7 samples_per_s)" -v y="$(get $8 samples_per_s)" 'BEGIN {
         if (x == "-" && y == "-") print "-"; else if (y == "-" || (x != "-" && x + 0 > y + 0)) print x; else print y }')
-    mfu=$(awk -v g="$(get $4 gflop_per_s)" -v pk="$(peak_gflops $2)" 'BEGIN { if (g == "-" || pk + 0 == 0) print "-"; else printf "%.0f%%", 100 * g / pk }')
-    printf '%-6s %-3s %-6s %-14s %-14s %-14s %-14s %-14s %-6s %-7s %-7s %-7s\n' $1 $2 $3 "$(cell $4)" "$(cell $5)" "$(cell $6)" "$(cell $7)" "$(cell $8)" \
+    mfu=$(awk -v g="$(get $4 gflop_per_s)" -v pk="$(peak_gflops $2)" -v m="$(get $4 mfu_measured)" 'BEGIN {
+        if (g == "-" || pk + 0 == 0) printf "-"; else printf "%.0f%%", 100 * g / pk
+        if (m == "-" || m == "") print "/-"; else printf "/%.0f%%\n", 100 * m }')
+    printf '%-6s %-3s %-6s %-14s %-14s %-14s %-14s %-14s %-9s %-7s %-7s %-7s\n' $1 $2 $3 "$(cell $4)" "$(cell $5)" "$(cell $6)" "$(cell $7)" "$(cell $8)" \
         "$mfu" "$(ratio $a $p)" "$(ratio $b $p)" "$(ratio $d $p)"
 }
 for t in $THREADS; do
@@ -207,7 +223,7 @@ if [ "$SKIP_LARGE" = 0 ]; then
         row large $t infer agn_large_inf_$t none agn_large_dinf_$t pt_large_inf_$t pt2_large_inf_$t
     done
 fi
-echo "cells: samples/s (peak RSS MiB); ratios against the faster PyTorch; MFU: agn dynamic's model FLOPs/s over the assumed peak"
+echo "cells: samples/s (peak RSS MiB); ratios against the faster PyTorch; MFU n/m: agn dynamic's model FLOPs/s over the nominal peak / over the peak measured beside it ($(get agn_dyn_1 peak_gflop_per_s) GFLOP/s on 1 thread, $(get agn_dyn_2 peak_gflop_per_s) on 2)"
 echo "'agn to T' pads every batch to T but skips pad positions,"
 echo "'agn dense T' computes them as a padded implementation does"
 echo "PyTorch: OpenBLAS-openmp, jemalloc MALLOC_CONF=${TORCH_MALLOC_CONF:-(default)}; each row the best variant (samples/s of each):"
