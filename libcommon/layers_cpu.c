@@ -290,9 +290,13 @@ static void matmul_backward_impl(float *dinp, float *dweight, float *dbias, cons
         size_t r0, r1, c0, c1;
         thread_range((size_t)N, &r0, &r1);
         thread_range((size_t)OC, &c0, &c1);
-        if (dinp && r1 > r0)
+        if (dinp && r1 > r0) {
+            /* set: this thread's rows zeroed here (a memset) rather than by
+             * OpenBLAS's slower beta-0 pass; 0 + x is x */
+            if (set) memset(dinp + r0 * IC, 0, (r1 - r0) * IC * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), IC, OC, 1.0f,
-                        dout + r0 * OC, OC, weight, IC, set ? 0.0f : 1.0f, dinp + r0 * IC, IC);
+                        dout + r0 * OC, OC, weight, IC, 1.0f, dinp + r0 * IC, IC);
+        }
         if (c1 > c0)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c1 - c0), IC, N, 1.0f,
                         dout + c0, OC, inp, IC, 1.0f, dweight + c0 * IC, IC);
