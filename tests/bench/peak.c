@@ -8,7 +8,6 @@
  * at the clock of this minute, on as many threads as the model runs. */
 #include "peak.h"
 
-#include <omp.h>
 #include <stdint.h>
 
 #include "util.h" /* agn_now */
@@ -105,6 +104,7 @@ double agn_peak_gflops(int threads, double seconds)
     double best = 0;
     for (int tr = 0; tr < 5; tr++) {
         double flop = 0, slowest = 0;
+        /* without OpenMP: one thread, whatever THREADS says */
 #pragma omp parallel num_threads(threads) reduction(+ : flop) reduction(max : slowest)
         {
 #pragma omp barrier
