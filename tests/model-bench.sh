@@ -3,7 +3,8 @@
 # does not rot between benchmark runs): a hand-written token stream, a
 # vocabulary and a shard, then one training step of each padding mode and
 # one inference pass of tests/bench/bench-model on the small config, each
-# printing its key=value line with a positive throughput; --backend cuda
+# printing its key=value line with a positive throughput, and the FMA peak
+# it measures beside its steps (peak.c) within bounds; --backend cuda
 # runs where a GPU is and otherwise exits 1 naming the reason.
 . "${top_srcdir:-.}/tests/setup.sh"
 bench=$top_builddir/tests/bench/bench-model
@@ -23,6 +24,15 @@ for mode in "" --pad-to-max --dense --infer "--infer --dense"; do
     grep -Eq 'gflop_per_s=[0-9]*\.[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model $mode: no model FLOP rate"; }
 done
 ok "bench-model runs in every mode"
+# the measured peak beside the CPU figures (peak.c): a path, a rate no core
+# can be below or above (0.5 to 400 GFLOP/s a thread: 64 FLOP a cycle at
+# 6 GHz), and the utilisation against it
+"$bench" -c small -t 1 -s 1 -w 0 -b 8 train-00000.agns > out.txt || fail "bench-model failed"
+peak=$(sed -n 's/.*peak_gflop_per_s=\([0-9.]*\).*/\1/p' out.txt)
+[ -n "$peak" ] || { cat out.txt; fail "bench-model: no measured peak"; }
+awk -v p="$peak" 'BEGIN { exit !(p >= 0.5 && p <= 400) }' || { cat out.txt; fail "bench-model: measured peak $peak GFLOP/s a thread is not a processor's"; }
+grep -Eq 'peak_path=(avx512|avx2|generic) mfu_measured=[0-9]*\.[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model: no path or measured MFU"; }
+ok "bench-model measures the FMA peak: $peak GFLOP/s on 1 thread ($(sed -n 's/.*peak_path=\([a-z0-9]*\).*/\1/p' out.txt))"
 "$bench" -c small -t 1 -s 1 -w 0 -b 8 --backend cpu --precision fp32 train-00000.agns > out.txt ||
     fail "bench-model --backend cpu failed"
 grep -q 'backend=cpu precision=fp32 ' out.txt || { cat out.txt; fail "bench-model: no backend in its line"; }

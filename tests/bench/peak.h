@@ -2,7 +2,8 @@
 #ifndef AGN_BENCH_PEAK_H
 #define AGN_BENCH_PEAK_H
 
-/* The widest FMA path the processor runs: "avx512", "avx2" or "generic". */
+/* The widest FMA path the processor runs (AGN_SIMD does not limit it): "avx512",
+ * "avx2" or "generic". */
 const char *agn_peak_path(void);
 
 /* GFLOP/s of independent fused multiply-adds on THREADS OpenMP threads at
