@@ -526,11 +526,36 @@ AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
     }
 }
 
+/* d gelu(x) / dx, given t = tanh(GELU_S (x + GELU_C x^3)) */
+static inline float gelu_grad_t(float x, float t)
+{
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+}
+
 /* d gelu(x) / dx */
 static inline float gelu_grad(float x)
 {
-    float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+    return gelu_grad_t(x, agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x)));
+}
+
+/* out = gelu(inp) and grad = gelu'(inp), the tanh once for both: what the
+ * backward needs of the MLP (fc2's input again, and the derivative), in one
+ * pass where separate ones would evaluate the exponential twice */
+AGN_KERNEL static void gelu_value_grad_k(float *out, float *grad, const float *inp, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
+        out[i] = 0.5f * x * (1.0f + t);
+        grad[i] = gelu_grad_t(x, t);
+    }
+}
+
+AGN_KERNEL static void mul_k(float *y, const float *a, const float *b, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
 AGN_KERNEL static void gelu_backward_k(float *dinp, const float *dout, const float *inp, size_t n,
@@ -562,6 +587,26 @@ void agn_gelu_backward_cpu(float *dinp, const float *dout, const float *inp, siz
         size_t i0, i1;
         thread_range(n, &i0, &i1);
         gelu_backward_k(dinp + i0, dout + i0, inp + i0, i1 - i0, 0);
+    }
+}
+
+void agn_gelu_value_grad_cpu(float *out, float *grad, const float *inp, size_t n)
+{
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        thread_range(n, &i0, &i1);
+        gelu_value_grad_k(out + i0, grad + i0, inp + i0, i1 - i0);
+    }
+}
+
+void agn_mul_cpu(float *y, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel
+    {
+        size_t i0, i1;
+        thread_range(n, &i0, &i1);
+        mul_k(y + i0, a + i0, b + i0, i1 - i0);
     }
 }
 

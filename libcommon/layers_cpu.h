@@ -89,6 +89,12 @@ void agn_gelu_forward_cpu(float *out, const float *inp, size_t n);
 void agn_gelu_backward_cpu(float *dinp, const float *dout, const float *inp, size_t n);
 /* dinp = gelu'(inp) * dout. */
 void agn_gelu_backward_to_cpu(float *dinp, const float *dout, const float *inp, size_t n);
+/* out = gelu(inp), grad = gelu'(inp), in one pass; then the backward is
+ * agn_mul_cpu(dinp, grad, dout): the same values as agn_gelu_forward_cpu
+ * and agn_gelu_backward_to_cpu give. */
+void agn_gelu_value_grad_cpu(float *out, float *grad, const float *inp, size_t n);
+/* y = a * b, elementwise. */
+void agn_mul_cpu(float *y, const float *a, const float *b, size_t n);
 
 /* ---- residual with dropout ------------------------------------------------------
  * out = inp + mask * scale * y, where mask [n] is 0/1 (NULL: no dropout). */

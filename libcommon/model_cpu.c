@@ -65,8 +65,9 @@ typedef struct {
     /* Forward temporaries that backward does not need, shared by the
      * layers: the attention projection and the MLP output (the residual
      * backward needs only the masks), and GELU's output (backward recomputes
-     * it from fch, one cheap elementwise pass, rather than keeping F floats
-     * per token and layer: the largest activation). */
+     * it from fch, one elementwise pass, rather than keeping F floats per
+     * token and layer: the largest activation; that same pass leaves GELU's
+     * derivative in tmpF for the layer's backward). */
     float *tmpD;               /* [N,D] */
     float *tmpF;               /* [N,F] */
     uint8_t *mask_emb;         /* [N,D] or NULL */
@@ -493,10 +494,12 @@ static int cpu_backward(agn_model *m, const agn_batch *b)
             agn_dropout_backward_to_cpu(a->dA, a->dres, la->mask_mlp, a->drop_scale, ND);
             dy = a->dA;
         }
-        agn_gelu_forward_cpu(a->dF2, la->fch, NF); /* fc2's input, recomputed */
+        /* fc2's input recomputed, and GELU's derivative beside it in tmpF
+         * (a forward temporary, free during backward) */
+        agn_gelu_value_grad_cpu(a->dF2, a->tmpF, la->fch, NF);
         agn_matmul_backward_to_cpu(a->dF1, dw.fc2w, dw.fc2b, dy, a->dF2, w.fc2w, N, F, D);
         grad_ready(m, t0 + 10);
-        agn_gelu_backward_to_cpu(a->dF2, a->dF1, la->fch, NF);
+        agn_mul_cpu(a->dF2, a->tmpF, a->dF1, NF);
         agn_matmul_backward_to_cpu(a->dB, dw.fc1w, dw.fc1b, a->dF2, la->ln2, w.fc1w, N, D, F);
         grad_ready(m, t0 + 8);
         agn_layernorm_backward_cpu(a->dres, dw.ln2w, dw.ln2b, a->dB, la->x1, w.ln2w, la->ln2_mean,
