@@ -111,12 +111,7 @@ static void *map_zeroed(size_t bytes)
     void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    /* transparent huge pages where the system offers them on request (as
-     * agn_xalloc_aligned does): the passes over activations stream through
-     * megabytes; only the touched part is ever backed */
-    if (bytes >= ((size_t)4 << 20)) (void)madvise(p, bytes, MADV_HUGEPAGE);
-#endif
+    agn_advise_huge(p, bytes); /* only the touched part is ever backed */
     return p;
 }
 

@@ -127,26 +127,32 @@ char *agn_xstrdup(const char *s)
 }
 
 /* Blocks of at least this size (the model's weights, gradients, optimizer
- * state and activations) are aligned to 2 MiB and offered to the kernel as
- * transparent huge pages (Debian's default THP mode is "madvise": only
- * regions that ask get them): the elementwise passes and AdamW stream
- * through tens of megabytes a step, more than the 4 KiB pages the TLB
- * covers. */
+ * state and activations) are offered to the kernel as transparent huge
+ * pages (Debian's default THP mode is "madvise": only regions that ask get
+ * them): the elementwise passes and AdamW stream through tens of megabytes
+ * a step, more than the 4 KiB pages the TLB covers. */
 #define HUGE_MIN ((size_t)4 << 20)
 #define HUGE_ALIGN ((size_t)2 << 20)
+
+void agn_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    if (n >= HUGE_MIN) (void)madvise(p, n, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#else
+    (void)p, (void)n;
+#endif
+}
 
 void *agn_xalloc_aligned(size_t n)
 {
     void *p = NULL;
     size_t rounded = (n + 63) / 64 * 64, align = 64;
-    if (rounded >= HUGE_MIN) {
+    if (rounded >= HUGE_MIN) { /* whole 2 MiB pages */
         align = HUGE_ALIGN;
         rounded = (rounded + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
     }
     if (agn_fault(AGN_FAULT_ALLOC) || posix_memalign(&p, align, rounded ? rounded : 64) != 0) oom(n);
-#ifdef MADV_HUGEPAGE
-    if (align == HUGE_ALIGN) (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: failure is harmless */
-#endif
+    agn_advise_huge(p, rounded);
     memset(p, 0, rounded ? rounded : 64);
     return p;
 }

@@ -49,6 +49,9 @@ void *agn_xrealloc(void *p, size_t n);
 char *agn_xstrdup(const char *s);
 /* 64-byte aligned, zeroed; free with free(). */
 void *agn_xalloc_aligned(size_t n);
+/* Asks for transparent huge pages over [P, P + N) when N is at least 4 MiB
+ * (agn_xalloc_aligned does it for its blocks); a hint, never an error. */
+void agn_advise_huge(void *p, size_t n);
 
 /* ---- numbers ----------------------------------------------------------- */
 
