@@ -519,24 +519,11 @@ void agn_attention_backward_to_cpu(float *dqkv, float *datt, const float *dout, 
 AGN_KERNEL static void gelu_forward_k(float *out, const float *inp, size_t n)
 {
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
-    }
-}
-
-/* d gelu(x) / dx, given t = tanh(GELU_S (x + GELU_C x^3)) */
-static inline float gelu_grad_t(float x, float t)
-{
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+    for (size_t i = 0; i < n; i++) out[i] = agn_gelu_value(inp[i], agn_gelu_tanh(inp[i]));
 }
 
 /* d gelu(x) / dx */
-static inline float gelu_grad(float x)
-{
-    return gelu_grad_t(x, agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x)));
-}
+static inline float gelu_grad(float x) { return agn_gelu_grad(x, agn_gelu_tanh(x)); }
 
 /* out = gelu(inp) and grad = gelu'(inp), the tanh once for both: what the
  * backward needs of the MLP (fc2's input again, and the derivative), in one
@@ -545,10 +532,9 @@ AGN_KERNEL static void gelu_value_grad_k(float *out, float *grad, const float *i
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
-        grad[i] = gelu_grad_t(x, t);
+        float x = inp[i], t = agn_gelu_tanh(x);
+        out[i] = agn_gelu_value(x, t);
+        grad[i] = agn_gelu_grad(x, t);
     }
 }
 

@@ -893,15 +893,14 @@ extern "C" int agn_attention_backward_to_cuda(float *dqkv, float *datt, const fl
 
 /* ---- GELU ---------------------------------------------------------------------------------- */
 
-/* GELU_S, GELU_C and agn_fast_tanh: layers_row.h, as the CPU has them */
+/* agn_gelu_tanh, agn_gelu_value and agn_gelu_grad: layers_row.h, as the CPU has them */
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = inp[i];
-        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
+        out[i] = agn_gelu_value(x, agn_gelu_tanh(x));
     }
 }
 
@@ -910,9 +909,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = inp[i];
-        float t = agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x));
-        float gr = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
-        dinp[i] = gr * dout[i];
+        dinp[i] = agn_gelu_grad(x, agn_gelu_tanh(x)) * dout[i];
     }
 }
 

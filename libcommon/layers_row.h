@@ -45,6 +45,16 @@ static inline AGN_HD float agn_expf(float x)
  * tanh everywhere (measured 1.8e-7), saturating cleanly (exp clamps). */
 static inline AGN_HD float agn_fast_tanh(float u) { return 1.0f - 2.0f / (agn_expf(2.0f * u) + 1.0f); }
 
+/* GELU in three pieces, so that a kernel that needs both the value and the
+ * derivative computes the tanh once: t = agn_gelu_tanh(x), then
+ * gelu(x) = agn_gelu_value(x, t) and gelu'(x) = agn_gelu_grad(x, t). */
+static inline AGN_HD float agn_gelu_tanh(float x) { return agn_fast_tanh(GELU_S * (x + GELU_C * x * x * x)); }
+static inline AGN_HD float agn_gelu_value(float x, float t) { return 0.5f * x * (1.0f + t); }
+static inline AGN_HD float agn_gelu_grad(float x, float t)
+{
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+}
+
 /* Softmax of one row of C logits L into P; returns the cross-entropy of
  * class LABEL in log-sum-exp form (exact even when P[label] underflows),
  * or 0 when LABEL < 0. */
