@@ -12,61 +12,46 @@
 
 #include "util.h" /* agn_now */
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define ACC 12 /* independent chains: FMA latency 4-5 cycles x 2 units, with room */
+/* FMA_LOOP(NAME, VEC, LANES, CHAINS): a function NAME(iters) that runs
+ * CHAINS independent multiply-add chains on LANES-wide GCC vectors of type
+ * VEC for ITERS rounds and returns the FLOPs done; gnu11's contraction
+ * makes each a*m + a fused where the target has FMA. */
+#define FMA_LOOP(NAME, VEC, LANES, CHAINS)                                         \
+    static double NAME(long iters)                                                  \
+    {                                                                               \
+        VEC acc[CHAINS], m = (VEC){0} + 0.9999999f, a = (VEC){0} + 1e-7f;           \
+        for (int k = 0; k < CHAINS; k++) acc[k] = (VEC){0} + (float)k;              \
+        for (long i = 0; i < iters; i++)                                            \
+            _Pragma("GCC unroll 16") for (int k = 0; k < CHAINS; k++)               \
+                acc[k] = acc[k] * m + a;                                            \
+        VEC s = acc[0];                                                             \
+        for (int k = 1; k < CHAINS; k++) s += acc[k];                               \
+        float sum = 0;                                                              \
+        for (int l = 0; l < LANES; l++) sum += s[l];                                \
+        volatile float sink = sum;                                                  \
+        (void)sink;                                                                 \
+        return (double)iters * CHAINS * LANES * 2;                                  \
+    }
 
-__attribute__((target("avx512f"))) static double run_avx512(long iters)
-{
-    __m512 acc[ACC], m = _mm512_set1_ps(0.9999999f), a = _mm512_set1_ps(1e-7f);
-    for (int k = 0; k < ACC; k++) acc[k] = _mm512_set1_ps((float)k);
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < ACC; k++) acc[k] = _mm512_fmadd_ps(acc[k], m, a);
-    __m512 s = acc[0];
-    for (int k = 1; k < ACC; k++) s = _mm512_add_ps(s, acc[k]);
-    volatile float sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return (double)iters * ACC * 16 * 2;
-}
-
-__attribute__((target("avx2,fma"))) static double run_avx2(long iters)
-{
-    __m256 acc[ACC], m = _mm256_set1_ps(0.9999999f), a = _mm256_set1_ps(1e-7f);
-    for (int k = 0; k < ACC; k++) acc[k] = _mm256_set1_ps((float)k);
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < ACC; k++) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
-    __m256 s = acc[0];
-    for (int k = 1; k < ACC; k++) s = _mm256_add_ps(s, acc[k]);
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    volatile float sink = out[0];
-    (void)sink;
-    return (double)iters * ACC * 8 * 2;
-}
-#endif
-
-/* Any other processor: 4-wide vectors the compiler maps to what it has
- * (NEON on aarch64, where gnu11's contraction makes them fused, SSE
- * elsewhere); 16 chains, as aarch64 cores such as Neoverse V2 have four
- * 128-bit FMA pipes of latency 4. */
-#define GACC 16
+/* Any processor: 4-wide vectors the compiler maps to what it has (NEON on
+ * aarch64, SSE elsewhere); 16 chains, as aarch64 cores such as Neoverse V2
+ * have four 128-bit FMA pipes of latency 4. */
 typedef float v4 __attribute__((vector_size(16)));
-static double run_generic(long iters)
-{
-    v4 acc[GACC], m = {0.9999999f, 0.9999999f, 0.9999999f, 0.9999999f},
-                  a = {1e-7f, 1e-7f, 1e-7f, 1e-7f};
-    for (int k = 0; k < GACC; k++) acc[k] = (v4){(float)k, (float)k, (float)k, (float)k};
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < GACC; k++) acc[k] = acc[k] * m + a;
-    v4 s = acc[0];
-    for (int k = 1; k < GACC; k++) s += acc[k];
-    volatile float sink = s[0] + s[1] + s[2] + s[3];
-    (void)sink;
-    return (double)iters * GACC * 4 * 2;
-}
+FMA_LOOP(run_generic, v4, 4, 16)
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* 12 chains: FMA latency 4-5 cycles x 2 units, with room */
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+FMA_LOOP(run_avx2, v8, 8, 12)
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+FMA_LOOP(run_avx512, v16, 16, 12)
+#pragma GCC pop_options
+#endif
 
 /* The processor's own widest path, whatever AGN_SIMD says: the peak is the
  * hardware's, and OpenBLAS, which does most of the model's work, picks its
