@@ -33,6 +33,12 @@ peak=$(sed -n 's/.*peak_gflop_per_s=\([0-9.]*\).*/\1/p' out.txt)
 awk -v p="$peak" 'BEGIN { exit !(p >= 0.5 && p <= 400) }' || { cat out.txt; fail "bench-model: measured peak $peak GFLOP/s a thread is not a processor's"; }
 grep -Eq 'peak_path=(avx512|avx2|generic) mfu_measured=[0-9]*\.[0-9]*[1-9]' out.txt || { cat out.txt; fail "bench-model: no path or measured MFU"; }
 ok "bench-model measures the FMA peak: $peak GFLOP/s on 1 thread ($(sed -n 's/.*peak_path=\([a-z0-9]*\).*/\1/p' out.txt))"
+# --gemm: the four products of a block, forward and backward, a line each
+"$bench" -c small -t 1 -b 8 --gemm train-00000.agns > out.txt || fail "bench-model --gemm failed"
+[ "$(awk '/^gemm=(qkv|proj|fc1|fc2) dir=(forward|backward) / {
+        for (i = 1; i <= NF; i++) if ($i ~ /^gflop_per_s=/ && substr($i, 13) + 0 > 0) n++ } END { print n + 0 }' out.txt)" = 8 ] ||
+    { cat out.txt; fail "bench-model --gemm: not the 8 products with their rates"; }
+ok "bench-model --gemm times the block's 8 products"
 "$bench" -c small -t 1 -s 1 -w 0 -b 8 --backend cpu --precision fp32 train-00000.agns > out.txt ||
     fail "bench-model --backend cpu failed"
 grep -q 'backend=cpu precision=fp32 ' out.txt || { cat out.txt; fail "bench-model: no backend in its line"; }

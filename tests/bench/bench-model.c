@@ -15,6 +15,12 @@
  * what the cores delivered at the clock of that minute, where the nominal
  * peak model.sh also divides by assumes the clock /proc/cpuinfo reports.
  *
+ * --gemm times the config's matrix products alone instead, through the same
+ * agn_matmul_forward_cpu and agn_matmul_backward_cpu the model calls, on a
+ * batch's worth of rows (the batch times the shards' mean tokens an example,
+ * capped at T): one line per product and direction with its GFLOP/s and its
+ * share of the measured peak, the ceiling the whole step's MFU sits under.
+ *
  *   bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP]
  *               [-b BATCH] [--pad-to-max] [--dense] [--infer]
  *               [--backend cpu|cuda] [--precision fp32|bf16] SHARD...
@@ -35,6 +41,7 @@
 #include "backend.h"
 #include "shard.h"
 #include "util.h"
+#include "layers_cpu.h"
 #include "peak.h"
 
 #include <getopt.h>
@@ -47,11 +54,49 @@
 #include <string.h>
 #include <sys/resource.h>
 
+/* --gemm: the block's products, forward and backward, each the best of 20 */
+static int time_gemms(const agn_model_config *cfg, const agn_dataset *ds, int batch, int threads)
+{
+    double mean = (double)(ds->offsets[ds->n] - ds->offsets[0]) / (double)ds->n;
+    int N = (int)(batch * (mean < cfg->max_len ? mean : cfg->max_len) + 0.5);
+    const int D = cfg->d_model, F = cfg->d_ff;
+    const struct { const char *name; int ic, oc; } prod[] = {
+        {"qkv", D, 3 * D}, {"proj", D, D}, {"fc1", D, F}, {"fc2", F, D}};
+    size_t big = (size_t)N * (F > 3 * D ? F : 3 * D);
+    float *x = agn_xalloc_aligned(big * sizeof(float)), *y = agn_xalloc_aligned(big * sizeof(float));
+    float *dx = agn_xalloc_aligned(big * sizeof(float));
+    float *w = agn_xalloc_aligned((size_t)F * 3 * D * sizeof(float));
+    float *dw = agn_xalloc_aligned((size_t)F * 3 * D * sizeof(float)), *bias = agn_xalloc_aligned(
+                                                                          (size_t)(F + 3 * D) * sizeof(float));
+    for (size_t i = 0; i < big; i++) x[i] = y[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)F * 3 * D; i++) w[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    double peak = agn_peak_gflops(threads, 0.25);
+    for (size_t k = 0; k < sizeof prod / sizeof prod[0]; k++) {
+        for (int dir = 0; dir < 2; dir++) {
+            double best = 1e30;
+            for (int r = 0; r < 20; r++) {
+                double t0 = agn_now();
+                if (dir == 0) agn_matmul_forward_cpu(y, x, w, bias, N, prod[k].ic, prod[k].oc);
+                else agn_matmul_backward_cpu(dx, dw, bias, y, x, w, N, prod[k].ic, prod[k].oc);
+                double dt = agn_now() - t0;
+                if (dt < best) best = dt;
+            }
+            double g = (dir ? 4.0 : 2.0) * N * prod[k].ic * prod[k].oc / best / 1e9;
+            printf("gemm=%s dir=%s threads=%d N=%d in=%d out=%d gflop_per_s=%.1f peak_gflop_per_s=%.1f "
+                   "of_peak=%.3f\n",
+                   prod[k].name, dir ? "backward" : "forward", threads, N, prod[k].ic, prod[k].oc, g,
+                   peak, g / peak);
+        }
+    }
+    free(x); free(y); free(dx); free(w); free(dw); free(bias);
+    return 0;
+}
+
 static void usage(void)
 {
     printf("usage: bench-model [-c small|large] [-t THREADS] [-s STEPS] [-w WARMUP] [-b BATCH]\n"
            "                   [--pad-to-max] [--dense] [--infer] [--backend cpu|cuda]\n"
-           "                   [--precision fp32|bf16] SHARD...\n");
+           "                   [--precision fp32|bf16] [--gemm] SHARD...\n");
 }
 
 int main(int argc, char **argv)
@@ -59,14 +104,14 @@ int main(int argc, char **argv)
     agn_set_progname(argv[0]);
     const char *cname = "small";
     long threads = 0, steps = 20, warm = 3, batch = 0;
-    int pad_to_max = 0, infer = 0, dense = 0;
+    int pad_to_max = 0, infer = 0, dense = 0, gemm = 0;
     const char *bname = "cpu", *pname = NULL;
     static const struct option opts[] = {{"config", 1, 0, 'c'}, {"threads", 1, 0, 't'},
                                          {"steps", 1, 0, 's'},  {"warmup", 1, 0, 'w'},
                                          {"batch", 1, 0, 'b'},  {"pad-to-max", 0, 0, 'P'},
                                          {"infer", 0, 0, 'I'},  {"help", 0, 0, 'h'},
                                          {"dense", 0, 0, 'D'},  {"backend", 1, 0, 'B'},
-                                         {"precision", 1, 0, 'p'},
+                                         {"precision", 1, 0, 'p'},  {"gemm", 0, 0, 'G'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:t:s:w:b:h", opts, NULL)) != -1) {
@@ -81,6 +126,7 @@ int main(int argc, char **argv)
         case 'D': dense = pad_to_max = 1; break;
         case 'B': bname = optarg; break;
         case 'p': pname = optarg; break;
+        case 'G': gemm = 1; break;
         case 'h': usage(); return 0;
         default: return agn_usage_error("bad option");
         }
@@ -115,6 +161,11 @@ int main(int argc, char **argv)
     threads = omp_get_max_threads();
 #endif
     agn_blas_threads((int)threads);
+    if (gemm) {
+        int rc = time_gemms(&cfg, &ds, (int)batch, (int)threads);
+        agn_dataset_free(&ds);
+        return rc;
+    }
     const agn_backend_ops *ops = agn_backend_find(bname);
     if (!ops) {
         agn_warn_err();

@@ -223,7 +223,7 @@ if [ "$SKIP_LARGE" = 0 ]; then
         row large $t infer agn_large_inf_$t none agn_large_dinf_$t pt_large_inf_$t pt2_large_inf_$t
     done
 fi
-echo "cells: samples/s (peak RSS MiB); ratios against the faster PyTorch; MFU n/m: agn dynamic's model FLOPs/s over the nominal peak / over the peak measured beside it ($(get agn_dyn_1 peak_gflop_per_s) GFLOP/s on 1 thread, $(get agn_dyn_2 peak_gflop_per_s) on 2)"
+echo "cells: samples/s (peak RSS MiB); ratios against the faster PyTorch; MFU n/m: agn dynamic's model FLOPs/s over the nominal peak / over the peak measured beside it (GFLOP/s:$(for t in $THREADS; do printf ' %s on %s thread(s)' "$(get agn_dyn_$t peak_gflop_per_s)" $t; done))"
 echo "'agn to T' pads every batch to T but skips pad positions,"
 echo "'agn dense T' computes them as a padded implementation does"
 echo "PyTorch: OpenBLAS-openmp, jemalloc MALLOC_CONF=${TORCH_MALLOC_CONF:-(default)}; each row the best variant (samples/s of each):"
