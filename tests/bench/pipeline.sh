@@ -19,7 +19,9 @@
 #
 # and the whole preprocessing of the stand-in and the test split as the
 # README runs it (tokenize | vocab; tokenize | shard, twice).  Each step is
-# timed best of 3 (BENCH_RUNS); peak memory is GNU time's maximum RSS.
+# timed best of 3 (BENCH_RUNS); peak memory is GNU time's maximum RSS (n/a
+# where /usr/bin/time is missing).  BENCH_PYTHON=0 leaves the Python rows
+# out, for the SIMD paths alone (tests/gpu/device-check.sh on a GPU host).
 #
 # Usage: tests/bench/pipeline.sh        from a build directory (uses ./tools),
 #        or with the agn tools on PATH.  AGN_DATA: the corpus folder.
@@ -30,7 +32,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 top_srcdir=$(cd "$here/../.." && pwd)
 [ -x ./tools/agn-tokenize ] && PATH="$(pwd)/tools:$PATH"
 command -v agn-tokenize > /dev/null || { echo "pipeline.sh: agn-tokenize not found: run from a build directory or put the tools on PATH" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "pipeline.sh: needs GNU time (/usr/bin/time, package time)" >&2; exit 1; }
+# GNU time gives the peak memory column; without it (a bare machine such as
+# the GPU host of tests/gpu/device-check.sh) that column says n/a.
+have_time=0; [ -x /usr/bin/time ] && have_time=1
+[ $have_time = 1 ] || echo "pipeline.sh: no GNU time (/usr/bin/time, package time): no peak memory column" >&2
 if [ -z "${AGN_DATA:-}" ]; then
     for d in "$top_srcdir/../shared/data/ag_news" "$top_srcdir/../../shared/data/ag_news"; do
         [ -d "$d" ] && { AGN_DATA=$(cd "$d" && pwd); break; }
@@ -39,6 +44,10 @@ fi
 [ -f "${AGN_DATA:-}/train_sample.csv.gz" ] && [ -f "$AGN_DATA/test.csv.gz" ] ||
     { echo "pipeline.sh: the AG News corpus is missing (set AGN_DATA to a folder with train_sample.csv.gz and test.csv.gz)" >&2; exit 1; }
 runs=${BENCH_RUNS:-3}
+# BENCH_PYTHON=0 leaves out the Python rows (and the x Python column): the
+# SIMD paths of the tokenizer against each other, in seconds rather than a
+# minute (device-check.sh)
+bench_python=${BENCH_PYTHON:-1}
 have_vocab=0; command -v agn-vocab > /dev/null && have_vocab=1
 have_shard=0; command -v agn-shard > /dev/null && have_shard=1
 PY=${PYTHON:-python3}
@@ -69,12 +78,20 @@ measure() {
     best= kb=0 i=0
     while [ $i -lt "$runs" ]; do
         t0=$(date +%s%N)
-        /usr/bin/time -f %M -o rss.txt "$@" < /dev/null > /dev/null
+        if [ $have_time = 1 ]; then
+            /usr/bin/time -f %M -o rss.txt "$@" < /dev/null > /dev/null
+        else
+            "$@" < /dev/null > /dev/null
+        fi
         t1=$(date +%s%N)
         s=$(( (t1 - t0) / 1000 ))
         [ -z "$best" ] || [ $s -lt "$best" ] && best=$s
-        r=$(tail -n 1 rss.txt)
-        [ "$r" -gt $kb ] && kb=$r
+        if [ $have_time = 1 ]; then
+            r=$(tail -n 1 rss.txt)
+            [ "$r" -gt $kb ] && kb=$r
+        else
+            kb=-1
+        fi
         i=$((i + 1))
     done
     printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$bytes" "$floor" "$best" "$kb" >> results.txt
@@ -104,8 +121,10 @@ if [ $have_shard = 1 ] && [ $have_vocab = 1 ]; then
     measure "agn-shard train.tok" "$tok_bytes" "cat train.tok" \
         agn-shard -q -v vocab.txt -L 128 -o shards/train train.tok
 fi
-measure "pybasic.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pybasic.py" train.csv
-measure "pytok.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pytok.py" train.csv
+if [ "$bench_python" != 0 ]; then
+    measure "pybasic.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pybasic.py" train.csv
+    measure "pytok.py train.csv" "$csv_bytes" "cat train.csv" "$PY" "$here/pytok.py" train.csv
+fi
 
 # ---- the table -----------------------------------------------------------------------
 . "$here/machine.sh"
@@ -119,13 +138,15 @@ awk -F '\t' '
         printf "%-28s %7s %8s %8s %8s %9s %8s\n", "step", "MB in", "seconds", "MB/s", "x floor", "x Python", "peak MB"
         for (i = 1; i <= NR; i++) {
             fl = floor[i] == "-" ? "" : sprintf("%.2f", us[i] / t[floor[i]])
-            f2 = sprintf("%.1f", py / us[i])
-            printf "%-28s %7.1f %8.3f %8.0f %8s %9s %8.1f\n", name[i], bytes[i] / 1e6, us[i] / 1e6,
-                bytes[i] / us[i], fl, f2, kb[i] / 1024
+            f2 = py == "" ? "" : sprintf("%.1f", py / us[i])
+            mb = kb[i] < 0 ? "n/a" : sprintf("%.1f", kb[i] / 1024)
+            printf "%-28s %7.1f %8.3f %8.0f %8s %9s %8s\n", name[i], bytes[i] / 1e6, us[i] / 1e6,
+                bytes[i] / us[i], fl, f2, mb
         }
     }' results.txt
 echo "MB/s: input bytes (the CSV, uncompressed, for the gzip rows) per second."
 echo "x floor: time over the time of cat (zcat for gzip) of the same input; x Python: how many times faster than pybasic.py."
+[ "$bench_python" != 0 ] || echo "BENCH_PYTHON=0: no Python rows, no x Python column"
 echo "agn-tokenize's default path here: $default_path; [PATH] rows force AGN_SIMD=PATH"
 awk -F '\t' '$1 ~ /^agn-tokenize \[/ { t[$1] = $4 } END { if ("agn-tokenize [avx2]" in t && "agn-tokenize [avx512]" in t)
     printf "avx2 path over avx512 path, time: %.2fx (target <= 1.5x)\n", t["agn-tokenize [avx2]"] / t["agn-tokenize [avx512]"] }' results.txt

@@ -14,8 +14,15 @@
 #      measured on every visible GPU (agn-bench-comm -g N, all-reduce,
 #      8 B .. 128 MiB, every result checked; a few seconds), its CSV kept
 #      as $OUT/bench-comm-gpu.csv (agn-summarize --link reads it);
-#   3. the GPU benchmark, tests/bench/gpu.sh (agn and PyTorch on this GPU);
-#   4. the CUDA backend's model benchmark (tests/bench/bench-model --backend
+#   3. the host's processor (issue 12; GPU hosts are Xeons or EPYCs with
+#      AVX-512, which the development machines lack): t-tokenizer and
+#      tests/simd-paths.sh (every SIMD path it runs, byte for byte against
+#      the scalar one), and where it has AVX-512, the tokenizer's paths
+#      timed against each other (tests/bench/pipeline.sh without its Python
+#      rows, best of 3: the "avx2 path over avx512 path" line is the
+#      issue's <= 1.5x target); about 30 s;
+#   4. the GPU benchmark, tests/bench/gpu.sh (agn and PyTorch on this GPU);
+#   5. the CUDA backend's model benchmark (tests/bench/bench-model --backend
 #      cuda, small and large, bf16 and fp32) when the build has it.
 # All of it within about 8 minutes: each part has a limit and the
 # benchmark gets what is left of DEVICE_CHECK_BUDGET (480 s).  Exits 1 when
@@ -150,9 +157,29 @@ ng=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 runtest "agn-bench-comm -g $ng" 60 "$build/tools/agn-bench-comm" -g "$ng" -b 8 -e 128M -f 4 -w 5 -i 20 \
     --csv "$out/bench-comm-gpu.csv"
 
-say "3. benchmark (tests/bench/gpu.sh)"
 data=$src/.devcarry/data
 [ -d "$data" ] || data=${AGN_DATA:-$src/../shared/data/ag_news}
+AGN_DATA=$data
+export AGN_DATA
+
+say "3. the host's processor: agn's SIMD paths (issue 12)"
+simd=$("$build/tools/agn-tokenize" --version 2>/dev/null | sed -n 's/^simd: //p')
+echo "  ${simd:-agn-tokenize --version says no simd line}"
+[ -x "$build/tests/t-tokenizer" ] && runtest "t-tokenizer" 60 "$build/tests/t-tokenizer"
+runtest "simd-paths.sh" 60 sh "$src/tests/simd-paths.sh"
+case $simd in
+*"runs up to avx512"*)
+    if [ "$(left)" -gt 250 ]; then
+        echo "-- tests/bench/pipeline.sh, BENCH_PYTHON=0 BENCH_RUNS=3"
+        (cd "$build" && BENCH_RUNS=3 BENCH_PYTHON=0 timeout -k 5 60 sh "$src/tests/bench/pipeline.sh") 2>&1 |
+            sed 's/^/  /'
+    else
+        echo "  the tokenizer's paths not timed: $(left) s left, kept for the GPU benchmark"
+    fi ;;
+*) echo "  no AVX-512 on this host: the avx2 against avx512 timing needs a processor with both" ;;
+esac
+
+say "4. benchmark (tests/bench/gpu.sh)"
 l=$(( $(left) - 70 ))
 if [ "$l" -lt 60 ]; then
     echo "  not run: $l s left of the budget"
@@ -161,7 +188,7 @@ else
     echo "  (exit $?)"
 fi
 
-say "4. the CUDA backend's model benchmark (tests/bench/bench-model --backend cuda)"
+say "5. the CUDA backend's model benchmark (tests/bench/bench-model --backend cuda)"
 bm=$build/tests/bench/bench-model
 if [ ! -x "$bm" ] || ! "$bm" --help 2>&1 | grep -q -- '--backend'; then
     echo "  not in this build"

@@ -38,12 +38,12 @@ rm -rf .devcarry
 mkdir -p .devcarry/build/tools .devcarry/build/tests/gpu .devcarry/lib .devcarry/data
 cp build-dev/config.h .devcarry/build/
 mkdir -p .devcarry/build/tests/bench
-for f in build-dev/tools/agn-* build-dev/tests/st-diff build-dev/tests/t-backend build-dev/tests/gpu/* build-dev/tests/bench/bench-model; do
+for f in build-dev/tools/agn-* build-dev/tests/st-diff build-dev/tests/t-backend build-dev/tests/t-tokenizer build-dev/tests/gpu/* build-dev/tests/bench/bench-model; do
     [ -f "$f" ] && [ -x "$f" ] || continue
     case $f in *.o) continue ;; esac
     cp "$f" ".devcarry/build/${f#build-dev/}"
 done
-for f in .devcarry/build/tools/* .devcarry/build/tests/st-diff .devcarry/build/tests/t-backend .devcarry/build/tests/gpu/* .devcarry/build/tests/bench/*; do
+for f in .devcarry/build/tools/* .devcarry/build/tests/st-diff .devcarry/build/tests/t-backend .devcarry/build/tests/t-tokenizer .devcarry/build/tests/gpu/* .devcarry/build/tests/bench/*; do
     [ -x "$f" ] && ldd "$f" 2>/dev/null
 done | awk '/=> \// { print $3 }' | sort -u | while read -r l; do
     case $(basename "$l") in
