@@ -6,6 +6,18 @@
  * torch.nn.utils.clip_grad_norm_ step for step, so tests/torch/crosscheck.py
  * can compare weights after several steps. */
 #include "config.h"
+
+/* The x86 AdamW kernels below promise the scalar loop's values, which needs
+ * the same operations: no multiply and add fused into one FMA.  GCC fuses
+ * them across intrinsics too, wherever the target has FMA, and
+ * target("avx512f") brings FMA with it: the AVX-512 kernel was fused, and
+ * gave other weights than the scalar and AVX2 paths on processors with
+ * AVX-512 (tests/simd-same-ops.sh checks the object code on any x86-64).
+ * Clang fuses only within one expression, never across intrinsics. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include "model.h"
 #include "simd.h"
 
